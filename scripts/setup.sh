@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Create .venv and install ssl_ctx (plus the example plug-in and test tools) with the pinned CPU wheels.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m venv .venv
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet -c constraints.txt -e ".[test]" -e plugins/rotation_pretext
+echo "installed: $(.venv/bin/python -c "from importlib.metadata import version as v; print('torch', v('torch'), 'torchvision', v('torchvision'))")"

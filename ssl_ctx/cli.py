@@ -1,0 +1,155 @@
+"""`ssl-ctx <verb>`: parses the command line and calls the package. Every verb has --help."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from ssl_ctx.errors import UserError
+
+CONFIG_HELP = "YAML config file (see configs/); any key can be overridden after it as section.key=value"
+OVERRIDES_HELP = "dotted overrides, e.g. train.epochs=2 data.limit=5000 name=my-run"
+
+
+def _load(args: argparse.Namespace, shorthands: dict[str, str] | None = None):
+    from ssl_ctx.config import load_config
+
+    overrides = []
+    for item in args.overrides:
+        key = item.split("=", 1)[0]
+        overrides.append(item.replace(key, shorthands[key], 1) if shorthands and key in shorthands else item)
+    return load_config(args.config, overrides)
+
+
+def cmd_data_prepare(args: argparse.Namespace) -> None:
+    from ssl_ctx.data import prepare_command
+
+    size = None
+    if args.size:
+        try:
+            height, width = (int(v) for v in args.size.lower().split("x"))
+        except ValueError:
+            raise UserError(f"--size '{args.size}' is not HxW; write for example --size 64x64") from None
+        size = (height, width)
+    prepare_command(args.name, size=size, limit=args.limit)
+
+
+def cmd_pretrain(args: argparse.Namespace) -> None:
+    from ssl_ctx.pretext.run import run_pretrain
+
+    run_pretrain(_load(args), resume=args.resume)
+
+
+def cmd_probe(args: argparse.Namespace) -> None:
+    from ssl_ctx.probes import run_probe
+
+    run_probe(_load(args, {"init": "probe.init"}), resume=args.resume)
+
+
+def cmd_bench(args: argparse.Namespace) -> None:
+    from ssl_ctx.bench.runner import run_bench
+
+    run_bench(_load(args), config_path=args.config, overrides=args.overrides)
+
+
+def cmd_table(args: argparse.Namespace) -> None:
+    from ssl_ctx.results.tables import table_command
+
+    table_command(args.runs_dir, output=args.output, paper=args.paper)
+
+
+def cmd_list(args: argparse.Namespace) -> None:
+    from ssl_ctx.registry import ENCODERS, PRETEXT_METHODS, PROBES, import_builtins
+
+    import_builtins()
+    for title, registry in (("pretext methods", PRETEXT_METHODS), ("encoders", ENCODERS), ("probes", PROBES)):
+        print(f"{title}: {', '.join(registry.names())}")
+    print("encoders from timm: timm:<model name> (e.g. timm:resnet18)")
+
+
+def cmd_eval_inpaint(args: argparse.Namespace) -> None:
+    from ssl_ctx.inpaint.evaluate import run_eval_inpaint
+
+    run_eval_inpaint(_load(args))
+
+
+def cmd_inpaint(args: argparse.Namespace) -> None:
+    from ssl_ctx.inpaint.predict import inpaint_command
+
+    inpaint_command(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ssl-ctx",
+        description="Context-encoder feature learning: pretext training, downstream probes, benchmark tables, "
+                    "inpainting. Data are read from $SSL_CTX_DATA (default ./data); caches go to $SSL_CTX_CACHE "
+                    "(default ./cache).")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    def verb(name: str, handler: Callable, help_text: str, with_config: bool = True) -> argparse.ArgumentParser:
+        sub = verbs.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(handler=handler)
+        if with_config:
+            sub.add_argument("config", help=CONFIG_HELP)
+            sub.add_argument("overrides", nargs="*", help=OVERRIDES_HELP)
+        return sub
+
+    data = verbs.add_parser("data", help="prepare dataset caches", description="Prepare dataset caches.")
+    data_verbs = data.add_subparsers(dest="data_verb", required=True, metavar="ACTION")
+    prepare = data_verbs.add_parser(
+        "prepare", help="read a dataset archive or folder and write its uint8 cache",
+        description="Read a dataset from its archive (or extracted folder) in $SSL_CTX_DATA and write a "
+                    "memory-mapped uint8 cache in $SSL_CTX_CACHE. Idempotent.")
+    prepare.add_argument("name", help="tiny-imagenet-200 | cifar10 | camvid | cmp-facade | imagefolder:<path>")
+    prepare.add_argument("--size", help="cache resolution HxW (default: the dataset's own, e.g. 64x64)")
+    prepare.add_argument("--limit", type=int, help="keep only N images per split (class-stratified)")
+    prepare.set_defaults(handler=cmd_data_prepare)
+
+    pretrain = verb("pretrain", cmd_pretrain, "train a pretext method (context encoder, autoencoder, ...)")
+    pretrain.add_argument("--resume", action="store_true", help="continue the run's last checkpoint")
+    probe = verb("probe", cmd_probe, "measure an encoder on a downstream task (init=random | timm:<name> | CKPT)")
+    probe.add_argument("--resume", action="store_true", help="continue the run's last checkpoint")
+    verb("bench", cmd_bench, "run methods x probes x seeds from a bench config and print the comparison table")
+
+    table = verb("table", cmd_table, "make mean ± std tables and a figure from run records", with_config=False)
+    table.add_argument("runs_dir", help="folder holding run records (record.json files), e.g. runs/bench-quick")
+    table.add_argument("-o", "--output", help="folder for the tables and figure (default: RUNS_DIR/tables)")
+    table.add_argument("--paper", action="store_true", help="show the paper's published numbers beside ours")
+
+    verb("list", cmd_list, "list registered pretext methods, encoders and probes", with_config=False)
+    verb("eval-inpaint", cmd_eval_inpaint, "inpainting table (mean L1, mean L2, PSNR) of models and baselines")
+
+    inpaint = verb("inpaint", cmd_inpaint, "inpaint one image with a trained model", with_config=False)
+    inpaint.add_argument("image", help="input image (any size)")
+    region = inpaint.add_mutually_exclusive_group(required=True)
+    region.add_argument("--mask", help="mask PNG of the image's size; white (non-zero) = pixels to fill")
+    region.add_argument("--region", choices=("center", "block", "random"), help="a generated region to fill")
+    inpaint.add_argument("--checkpoint", required=True, help="checkpoint written by `ssl-ctx pretrain`")
+    inpaint.add_argument("-o", "--output", required=True, help="output PNG")
+    inpaint.add_argument("--figure", help="also write a side-by-side figure (input | masked | output) here")
+    inpaint.add_argument("--seed", type=int, default=0, help="seed of a generated region")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.handler(args)
+    except UserError as err:
+        print(f"ssl-ctx: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ssl-ctx: interrupted; checkpoints written so far are kept (continue with --resume)", file=sys.stderr)
+        return 130
+    finally:
+        if "WORLD_SIZE" in os.environ:
+            from ssl_ctx.engine.distributed import cleanup
+
+            cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

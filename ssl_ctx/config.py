@@ -1,0 +1,334 @@
+"""Nested dataclass configs: YAML file -> dataclasses, dotted command-line overrides, resolved copy.
+
+Every default lives here, with the paper's value where the paper gives one; a departure from the
+paper is a named field whose comment says so. An unknown key anywhere is a :class:`UserError` that
+suggests the nearest valid key.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ssl_ctx.errors import UserError, suggest
+
+
+@dataclass
+class DataConfig:
+    """Which prepared dataset to read, and how batches are made from it."""
+
+    dataset: str = "tiny-imagenet-200"
+    train_split: str = "train"
+    eval_split: str = "val"
+    # Cache resolution (height, width); null = the dataset's default (64 for Tiny-ImageNet, 32 for CIFAR-10 ...).
+    cache_size: list[int] | None = None
+    # Images per split taken from the cache (null = all): small slices for quick runs and tests.
+    limit: int | None = None
+    eval_limit: int | None = None
+    # Size the network sees; null = the cache size. Crops are random for training, central for evaluation.
+    input_size: int | None = None
+    # Train-time augmentation, done on the batch's device: random crop of this fraction of the short side
+    # (1.0 = whole image), then resize to input_size, then horizontal flip.
+    crop_scale: float = 1.0
+    hflip: bool = True
+
+
+@dataclass
+class MaskConfig:
+    """Dropped regions (``ssl_ctx.masks``). Defaults follow the released code (train_random.lua)."""
+
+    type: str = "random_region"  # central | random_block | random_region | none
+    # central: side of the square as a fraction of the image side (0.5 -> 1/4 of the area, the paper's).
+    central_fraction: float = 0.5
+    # random_block: squares of this side fraction are added until the masked area reaches max_area.
+    block_fraction: float = 0.25
+    # random_region: thresholded bicubic-upsampled uniform noise; resample until the area is in range.
+    noise_resolution: float = 0.06
+    density: float = 0.25
+    min_area: float = 0.20
+    max_area: float = 0.30
+    # One mask per sample (paper). The released code reuses one mask per batch: set false to copy that.
+    per_sample: bool = True
+    # Hole fill: dataset_mean (from the cache) | imagenet_mean (the code's RGB 117,104,123) | zero.
+    fill: str = "dataset_mean"
+
+
+@dataclass
+class ModelConfig:
+    """Encoder, bottleneck and decoder of a pretext model."""
+
+    encoder: str = "alexnet64"  # any name in `ssl-ctx list`, or timm:<model>
+    # AlexNet normalisation: lrn (CaffeNet, the paper's) | batch (departure: trains faster from scratch) | none
+    norm: str = "lrn"
+    # Channel multiplier of the AlexNet widths: 1.0 = CaffeNet's 96-256-384-384-256 (paper); < 1 is a departure
+    # that the quick CPU configs take to fit their time budget.
+    width: float = 1.0
+    bottleneck: str = "channelwise_fc"  # channelwise_fc (paper) | conv1x1 (ablation: no channel-wise FC)
+    dropout: float = 0.0  # dropout on the channel-wise FC output
+    decoder_widths: list[int] = field(default_factory=lambda: [256, 128, 64, 32])
+    decoder_norm: str = "batch"  # batch (released code) | none
+    discriminator_widths: list[int] = field(default_factory=lambda: [64, 128, 256, 512])
+    # Paper's 128-px inpainting model (models/inpainting.py).
+    bottleneck_dim: int = 4000
+    overlap: int = 4  # overlapPred in the code (the paper says 7)
+    overlap_weight: float = 10.0
+
+
+@dataclass
+class MethodConfig:
+    """The pretext method and its loss."""
+
+    name: str = "context_encoder"
+    adversarial: bool = False  # feature learning used L2 only (paper); true = joint loss
+    lambda_rec: float = 0.999
+    lambda_adv: float = 0.001
+    generator_lr_multiplier: float = 10.0  # the code's 10x generator lr when 0 < lambda_rec < 1
+    # Free-form options for plugged-in methods; they read their own keys.
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class OptimConfig:
+    name: str = "adam"  # adam | adamw | sgd
+    lr: float = 2e-4
+    betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: str = "constant"  # constant | cosine
+    warmup_steps: int = 0
+    fused: bool | None = None  # null = fused kernels on CUDA, plain elsewhere
+
+
+@dataclass
+class TrainConfig:
+    """The one training loop (``ssl_ctx.engine.trainer``)."""
+
+    epochs: int = 1
+    max_steps: int | None = None  # stop early after this many optimiser steps (all epochs together)
+    batch_size: int = 64  # global batch; divided among processes under torchrun
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
+    channels_last: bool | None = None  # null = on for CUDA
+    compile: bool = False  # torch.compile the model
+    log_every: int = 50  # steps between scalar logs (the only host-device syncs)
+    image_every: int = 500  # steps between TensorBoard image grids
+    checkpoint_every: int = 500  # steps between checkpoints (one is also written at each epoch end)
+    eval_batches: int = 20  # held-out batches used for the end-of-run evaluation
+    progress: bool = True
+
+
+@dataclass
+class ProbeConfig:
+    """A downstream probe on a transferred encoder (``ssl_ctx.probes``)."""
+
+    task: str = "classification"  # classification | detection | segmentation
+    init: str = "random"  # random | timm:<name> | path/to/checkpoint.pt
+    layer: str = "conv5"  # feature map fed to the head (classification); detection/segmentation use it too
+    mode: str = "linear"  # linear (frozen encoder) | finetune (all layers)
+    pooled_features: int = 9216  # linear probe: adaptive-average-pool the map to about this many values
+    num_classes: int | None = None  # null = from the dataset
+    detection_min_size: int = 128  # Faster R-CNN's internal resize (small: CPU budget)
+    detection_score_threshold: float = 0.0
+
+
+@dataclass
+class InpaintConfig:
+    """Inpainting evaluation (``ssl-ctx eval-inpaint``)."""
+
+    masks: list[str] = field(default_factory=lambda: ["central", "random_block", "random_region"])
+    baselines: list[str] = field(default_factory=lambda: ["mean_fill", "telea", "navier_stokes", "nearest_neighbour"])
+    checkpoints: dict[str, str] = field(default_factory=dict)  # table row name -> checkpoint path
+    image_size: int = 128
+    num_images: int | None = None
+    psnr_cap: float = 100.0  # PSNR of identical images is capped here (dB)
+
+
+@dataclass
+class BenchConfig:
+    """A benchmark matrix: methods (each a pretext run) x probes x seeds (``ssl-ctx bench``)."""
+
+    # The pretext config every method starts from (relative to the bench config's folder's parent, i.e. configs/).
+    pretext_config: str = "pretext/quick.yaml"
+    # Dotted overrides applied to every pretext run, then per method: {name: {dotted.key: value}}.
+    pretext_overrides: dict[str, Any] = field(default_factory=dict)
+    methods: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Dotted overrides applied to every probe run, then per probe:
+    # {name: {config: probe/x.yaml, metric: top1, dotted.key: value ...}}: a probe config plus overrides.
+    probe_overrides: dict[str, Any] = field(default_factory=dict)
+    probes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seeds: list[int] = field(default_factory=lambda: [0, 1])
+    baseline: str = "random_init"  # the method the table's differences are taken from
+
+
+@dataclass
+class Config:
+    """Everything one command needs. A YAML file sets any subset; the rest keeps these defaults."""
+
+    name: str = "run"
+    output_dir: str = "runs"  # runs go to <output_dir>/<name>
+    # Free-form labels copied into the run record (the bench sets method, probe and seed here).
+    tags: dict[str, Any] = field(default_factory=dict)
+    data: DataConfig = field(default_factory=DataConfig)
+    mask: MaskConfig = field(default_factory=MaskConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+    inpaint: InpaintConfig = field(default_factory=InpaintConfig)
+    bench: BenchConfig = field(default_factory=BenchConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) / self.name
+
+
+# ----------------------------------------------------------------------------------------- building
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _is_dataclass_type(tp: Any) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check ``value`` against the annotation ``tp`` (light: the YAML types we use)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except UserError as err:
+                errors.append(str(err))
+        raise UserError(errors[0] if errors else f"bad value {value!r} for {where}")
+    if _is_dataclass_type(tp):
+        if not isinstance(value, dict):
+            raise UserError(f"{where} must be a mapping, got {value!r}")
+        return _from_dict(tp, value, where)
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise UserError(f"{where} must be a list, got {value!r}")
+        (item_tp,) = typing.get_args(tp) or (Any,)
+        return [_coerce(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise UserError(f"{where} must be a mapping, got {value!r}")
+        return dict(value)
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise UserError(f"{where} must be true or false, got {value!r}")
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if tp is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if tp is str and isinstance(value, str):
+        return value
+    raise UserError(f"{where} must be {getattr(tp, '__name__', tp)}, got {value!r}")
+
+
+def _from_dict(cls: type, values: dict[str, Any], where: str = "") -> Any:
+    types_by_name = _field_types(cls)
+    kwargs = {}
+    for key, value in values.items():
+        dotted = f"{where}.{key}" if where else key
+        if key not in types_by_name:
+            raise UserError(
+                f"unknown config key '{dotted}'{suggest(key, types_by_name)}; "
+                f"valid keys{' under ' + where if where else ''}: {', '.join(types_by_name)}"
+            )
+        kwargs[key] = _coerce(value, types_by_name[key], dotted)
+    return cls(**kwargs)
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and key not in ("methods", "probes"):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``train.epochs=2`` -> (["train", "epochs"], 2). The value is parsed as YAML."""
+    if "=" not in text:
+        raise UserError(f"override '{text}' is not KEY=VALUE; write for example train.epochs=2")
+    key, raw = text.split("=", 1)
+    return key.strip().split("."), yaml.safe_load(raw) if raw.strip() else ""
+
+
+def overrides_to_dict(overrides: list[str] | dict[str, Any]) -> dict[str, Any]:
+    """Dotted overrides (``["a.b=1"]`` or ``{"a.b": 1}``) -> nested dict."""
+    items = overrides.items() if isinstance(overrides, dict) else (
+        (".".join(k), v) for k, v in map(parse_override, overrides)
+    )
+    nested: dict[str, Any] = {}
+    for dotted, value in items:
+        node = nested
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return nested
+
+
+def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file '{path}' does not exist; pass a YAML file such as configs/pretext/quick.yaml")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise UserError(f"config file '{path}' is not valid YAML: {str(err).splitlines()[0]}") from None
+    if not isinstance(values, dict):
+        raise UserError(f"config file '{path}' must hold a mapping at the top level")
+    return values
+
+
+def load_config(
+    path: str | os.PathLike | None = None,
+    overrides: list[str] | dict[str, Any] | None = None,
+    base: dict[str, Any] | None = None,
+) -> Config:
+    """Defaults <- ``base`` <- YAML file <- dotted overrides, checked key by key."""
+    values = dict(base or {})
+    if path is not None:
+        values = _merge(values, read_yaml(path))
+    if overrides:
+        values = _merge(values, overrides_to_dict(overrides))
+    return _from_dict(Config, values)
+
+
+def config_to_dict(config: Config) -> dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+def save_config(config: Config, path: str | os.PathLike) -> Path:
+    """Write the resolved config as YAML (atomically) so the run can be repeated exactly."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,44 @@
+"""Checkpoints: plain dicts of tensors and primitives, written atomically, read without unpickling code.
+
+``torch.load(weights_only=True)`` refuses arbitrary objects, so a checkpoint from an untrusted source cannot
+run code; everything we store (state dicts, the resolved config as a dict, counters) passes that filter.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ssl_ctx.errors import UserError
+
+CHECKPOINT_FORMAT = "ssl_ctx.checkpoint/1"
+
+
+def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
+    """Write ``payload`` (plus the format tag) to ``path`` via a temporary file and an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"format": CHECKPOINT_FORMAT, **payload}, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint`; any other file gives one UserError line."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint '{path}' does not exist; pass a file written by `ssl-ctx pretrain` "
+                        f"(runs/<name>/checkpoints/last.pt)")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any failure to read is the same user-facing problem
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"checkpoint '{path}' cannot be read safely ({reason}); "
+                        f"pass a checkpoint written by ssl-ctx") from None
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise UserError(f"checkpoint '{path}' is not an ssl_ctx checkpoint (no '{CHECKPOINT_FORMAT}' tag); "
+                        f"pass a file written by `ssl-ctx pretrain`")
+    return payload

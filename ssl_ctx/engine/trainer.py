@@ -1,0 +1,247 @@
+"""The one training loop, shared by pretext methods and probes.
+
+A task is an ``nn.Module`` with ``configure_optimizers(optim_config)`` and ``train_step(batch, optimizers,
+step)`` (see docs/ARCHITECTURE.md). The loop owns everything else: devices and precision, per-step seeding
+(so a resumed run repeats an uninterrupted one exactly on the CPU), the learning-rate schedule, progress bar,
+TensorBoard, checkpoints, and the stop on a non-finite loss. It synchronises with the host only at logging
+and checkpoint intervals.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ssl_ctx.config import Config, config_to_dict
+from ssl_ctx.engine.checkpoint import load_checkpoint, save_checkpoint
+from ssl_ctx.engine.device import autocast, autocast_dtype, resolve_device, use_channels_last
+from ssl_ctx.engine.distributed import all_reduce_mean, barrier, broadcast_from_main, init_distributed
+from ssl_ctx.engine.logging import RunLogger
+from ssl_ctx.engine.optim import lr_factor, set_lr
+from ssl_ctx.errors import UserError
+
+
+class NonFiniteLossError(UserError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class BatchLoader(Protocol):
+    def __len__(self) -> int: ...
+
+    def batches(self, epoch: int, start: int = 0) -> Iterator[dict[str, Any]]: ...
+
+
+def step_seed(seed: int, step: int, rank: int = 0) -> int:
+    """The global RNG seed of one step: a pure function of (seed, step, rank), so resuming repeats it.
+
+    Processes of a torchrun job get different seeds, so that their dropout masks (say) are independent.
+    """
+    return (seed * 1_000_003 + step + rank * 7_919_000_017) % (2**63)
+
+
+class Trainer:
+    """Runs ``task`` over ``loader`` for ``config.train.epochs`` epochs (or ``max_steps`` steps)."""
+
+    def __init__(self, config: Config, run_dir: str | Path, resume: bool = False) -> None:
+        self.config = config
+        self.train_config = config.train
+        self.run_dir = Path(run_dir)
+        self.resume = resume
+        self.device = resolve_device(config.train.device)
+        self.process = init_distributed(self.device)
+        self.amp_dtype = autocast_dtype(config.train, self.device)
+        self.channels_last = use_channels_last(config.train, self.device)
+        self.checkpoint_path = self.run_dir / "checkpoints" / "last.pt"
+        self.logger = RunLogger(self.run_dir / "tensorboard", enabled=self.is_main)
+
+    @property
+    def is_main(self) -> bool:
+        return self.process.is_main
+
+    def autocast(self):
+        return autocast(self.device, self.amp_dtype)
+
+    def log_scalars(self, values: dict[str, float], step: int, prefix: str) -> None:
+        self.logger.scalars(values, step, prefix)
+
+    def close(self) -> None:
+        self.logger.close()
+
+    # ------------------------------------------------------------------------------------------ setup
+
+    def prepare(self, task: nn.Module) -> nn.Module:
+        task = task.to(self.device)
+        if self.channels_last:
+            task = task.to(memory_format=torch.channels_last)
+        if self.train_config.compile:
+            for child in task.children():  # train_step calls the children, so compile them in place
+                child.compile()
+        return task
+
+    def _restore(self, task: nn.Module, optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, Any]:
+        """Load the run's checkpoint when resuming; refuse to overwrite one otherwise."""
+        fresh = {"epoch": 0, "batch": 0, "step": 0, "finished": False, "metrics": {}}
+        if not self.checkpoint_path.exists():
+            return fresh
+        if not self.resume:
+            raise UserError(f"run folder '{self.run_dir}' already holds a checkpoint ({self.checkpoint_path}); "
+                            f"pass --resume to continue it, or choose another name=... to start afresh")
+        payload = load_checkpoint(self.checkpoint_path, map_location=self.device)
+        try:
+            task.load_state_dict(payload["model"])
+            for name, optimizer in optimizers.items():
+                optimizer.load_state_dict(payload["optimizers"][name])
+        except (KeyError, RuntimeError) as err:
+            raise UserError(f"checkpoint '{self.checkpoint_path}' does not match this config's model "
+                            f"({str(err).splitlines()[0][:160]}); resume with the config it was made with") from None
+        state = dict(payload["trainer_state"])
+        state["metrics"] = payload.get("metrics", {})
+        if self.is_main:
+            print(f"resuming {self.run_dir} at step {state['step']} (epoch {state['epoch']})")
+        return state
+
+    def _save(self, task: nn.Module, optimizers: dict[str, torch.optim.Optimizer], state: dict[str, Any],
+              nonfinite: torch.Tensor) -> None:
+        self._check_finite(nonfinite, state["step"])
+        if self.is_main:
+            metadata = task.checkpoint_metadata() if hasattr(task, "checkpoint_metadata") else {}
+            save_checkpoint(self.checkpoint_path, {
+                **metadata,
+                "config": config_to_dict(self.config),
+                "model": task.state_dict(),
+                "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()},
+                "trainer_state": {k: state[k] for k in ("epoch", "batch", "step", "finished")},
+                "metrics": state.get("metrics", {}),
+            })
+        barrier()
+
+    def _check_finite(self, nonfinite: torch.Tensor, step: int) -> None:
+        if bool(nonfinite):
+            kept = f"the last good checkpoint is kept at {self.checkpoint_path}" if self.checkpoint_path.exists() \
+                else "no checkpoint had been written yet"
+            raise NonFiniteLossError(f"the loss became non-finite by step {step}; training stopped and {kept}; "
+                                     f"lower optim.lr or use train.precision=fp32")
+
+    def save_untrained(self, task: nn.Module) -> dict[str, float]:
+        """Checkpoint a task that is not trained (random initialisation) so probes load it like any other."""
+        task = self.prepare(task)
+        state = self._restore(task, {})
+        if not state["finished"]:
+            state.update(finished=True, metrics={"train_steps": 0.0})
+            self._save(task, {}, state, torch.zeros((), dtype=torch.bool))
+        return dict(state["metrics"])
+
+    # ------------------------------------------------------------------------------------------- loop
+
+    def fit(self, task: nn.Module, loader: BatchLoader) -> dict[str, float]:
+        """Train ``task`` (already built) and return the last logged averages plus throughput figures."""
+        cfg = self.train_config
+        task = self.prepare(task)
+        optimizers = task.configure_optimizers(self.config.optim)
+        state = self._restore(task, optimizers)
+        if state["finished"]:
+            if self.is_main:
+                print(f"{self.run_dir} is already trained ({state['step']} steps); nothing to do")
+            return state["metrics"]
+        broadcast_from_main(task)  # every process starts from rank 0's weights, as DDP does
+
+        steps_per_epoch = len(loader)
+        total_steps = cfg.epochs * steps_per_epoch
+        if cfg.max_steps is not None:
+            total_steps = min(total_steps, cfg.max_steps)
+        if steps_per_epoch == 0 or total_steps == 0:
+            raise UserError(f"no training steps: {steps_per_epoch} batches per epoch with train.batch_size="
+                            f"{cfg.batch_size}; use a smaller batch or more data (data.limit)")
+
+        nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
+        sums: dict[str, torch.Tensor] = {}
+        summed_steps = 0
+        logged: dict[str, float] = dict(state["metrics"])
+        images_seen, since = 0, time.perf_counter()
+        started = since
+        progress = tqdm(total=total_steps, initial=state["step"], desc=f"train {self.run_dir.name}",
+                        disable=not (self.is_main and cfg.progress), dynamic_ncols=True)
+        batch = None
+        for epoch in range(state["epoch"], cfg.epochs):
+            start = state["batch"] if epoch == state["epoch"] else 0
+            for index, batch in enumerate(loader.batches(epoch, start), start=start):
+                if state["step"] >= total_steps:
+                    break
+                step = state["step"]
+                torch.manual_seed(step_seed(cfg.seed, step, self.process.rank))
+                for optimizer in optimizers.values():
+                    set_lr(optimizer, lr_factor(self.config.optim, step, total_steps))
+                task.train()
+                with self.autocast():
+                    losses = task.train_step(batch, optimizers, step)
+                nonfinite |= ~torch.isfinite(losses["loss"].detach())
+                for name, value in losses.items():
+                    sums[name] = sums.get(name, 0) + value.detach().float()
+                summed_steps += 1
+                images_seen += _batch_size(batch)
+                state.update(step=step + 1, epoch=epoch, batch=index + 1)
+                progress.update(1)
+
+                done = state["step"] >= total_steps
+                if state["step"] % cfg.log_every == 0 or done:
+                    logged = self._log(sums, summed_steps, state, nonfinite, progress)
+                    sums, summed_steps = {}, 0
+                if self.is_main and cfg.image_every and state["step"] % cfg.image_every == 0:
+                    self._log_images(task, batch, state["step"])
+                if state["step"] % cfg.checkpoint_every == 0 and not done:
+                    self._save(task, optimizers, _normalised(state, steps_per_epoch), nonfinite)
+            if state["step"] >= total_steps:
+                break
+            if state["batch"] >= steps_per_epoch:  # epoch end
+                self._save(task, optimizers, _normalised(state, steps_per_epoch), nonfinite)
+        progress.close()
+
+        elapsed = time.perf_counter() - since
+        logged.update(train_steps=float(state["step"]), train_wall_time_s=time.perf_counter() - started,
+                      train_images_per_second=images_seen * self.process.world_size / max(elapsed, 1e-9))
+        state = _normalised(state, steps_per_epoch)
+        state.update(finished=True, metrics=logged)
+        if self.is_main and batch is not None:
+            self._log_images(task, batch, state["step"])
+        self._save(task, optimizers, state, nonfinite)
+        return logged
+
+    def _log(self, sums: dict[str, torch.Tensor], count: int, state: dict[str, Any], nonfinite: torch.Tensor,
+             progress: tqdm) -> dict[str, float]:
+        self._check_finite(nonfinite, state["step"])
+        values = {name: float(all_reduce_mean(total / count)) for name, total in sums.items()}
+        self.logger.scalars(values, state["step"], "train")
+        progress.set_postfix({k: f"{v:.4g}" for k, v in values.items()}, refresh=False)
+        return values
+
+    def _log_images(self, task: nn.Module, batch: dict[str, Any], step: int) -> None:
+        if not hasattr(task, "image_grid"):
+            return
+        task.eval()
+        with torch.no_grad(), self.autocast():
+            grid = task.image_grid(batch)
+        if grid is not None:
+            self.logger.image("images/masked_input|output|original", grid, step)
+
+
+def _normalised(state: dict[str, Any], steps_per_epoch: int) -> dict[str, Any]:
+    """A position at the end of an epoch is stored as the start of the next one."""
+    state = dict(state)
+    if state["batch"] >= steps_per_epoch:
+        state["epoch"], state["batch"] = state["epoch"] + 1, 0
+    return state
+
+
+def _batch_size(batch: Any) -> int:
+    if isinstance(batch, dict):
+        for value in batch.values():
+            if isinstance(value, torch.Tensor):
+                return value.shape[0]
+            if isinstance(value, (list, tuple)):
+                return len(value)
+    return len(batch)

@@ -1,0 +1,66 @@
+"""Encoders, channel-wise FC bottleneck, up-conv decoder, discriminator and the 128-px inpainting network.
+
+Importing this package registers every built-in encoder in :data:`ssl_ctx.registry.ENCODERS`.
+Build encoders by name with :func:`build_encoder`; every encoder follows the contract in
+docs/ARCHITECTURE.md (``feature_info`` + ``forward(x) -> dict``).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from ssl_ctx.models.alexnet import VARIANTS as ALEXNET_VARIANTS
+from ssl_ctx.models.alexnet import AlexNetEncoder, AlexNetSpec
+from ssl_ctx.models.channelwise_fc import ChannelwiseBottleneck, ChannelwiseFC
+from ssl_ctx.models.decoder import UpconvDecoder
+from ssl_ctx.models.discriminator import Discriminator
+from ssl_ctx.models.init import apply_init, gaussian_init_
+from ssl_ctx.models.inpainting import (
+    InpaintingEncoder128,
+    InpaintingGenerator128,
+    inpainting_discriminator,
+    overlap_weight_map,
+)
+from ssl_ctx.models.timm_encoder import TimmEncoder
+from ssl_ctx.registry import ENCODERS
+
+TIMM_PREFIX = "timm:"
+
+
+def build_encoder(name: str, **kwargs: Any) -> nn.Module:
+    """Build an encoder by name.
+
+    ``timm:<model>`` wraps a timm model (kwargs go to :class:`TimmEncoder`: ``pretrained`` and timm's own);
+    any other name is looked up in ``ENCODERS`` (AlexNet variants take ``norm`` and ``init``; ``inpainting128``
+    takes ``widths`` and ``init``). An unknown name raises ``UserError`` listing the known ones.
+    """
+    if name.startswith(TIMM_PREFIX):
+        return TimmEncoder(name[len(TIMM_PREFIX) :], **kwargs)
+    return ENCODERS.build(name, **kwargs)
+
+
+def encoder_names() -> list[str]:
+    """Registered encoder names (sorted); ``timm:<model>`` names are accepted too but not listed."""
+    return ENCODERS.names()
+
+
+__all__ = [
+    "ALEXNET_VARIANTS",
+    "AlexNetEncoder",
+    "AlexNetSpec",
+    "ChannelwiseBottleneck",
+    "ChannelwiseFC",
+    "Discriminator",
+    "InpaintingEncoder128",
+    "InpaintingGenerator128",
+    "TIMM_PREFIX",
+    "TimmEncoder",
+    "UpconvDecoder",
+    "apply_init",
+    "build_encoder",
+    "encoder_names",
+    "gaussian_init_",
+    "inpainting_discriminator",
+    "overlap_weight_map",
+]

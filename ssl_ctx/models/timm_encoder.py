@@ -1,0 +1,70 @@
+"""Any timm model as an encoder (``build_encoder("timm:<name>")``), through ``features_only=True``.
+
+timm is imported when an encoder is built, not when this package is imported, so the CLI starts fast.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import torch
+from torch import nn
+
+from ssl_ctx.errors import UserError, suggest
+
+
+def _sanitise(name: str) -> str:
+    """timm module path -> a key usable as a dict key and a probe ``layer`` (``stages.0`` -> ``stages_0``)."""
+    return re.sub(r"[^0-9A-Za-z_]", "_", name)
+
+
+class TimmEncoder(nn.Module):
+    """A timm backbone returning its feature maps by name.
+
+    Args:
+        model_name: any ``timm.list_models()`` name, e.g. ``resnet18``.
+        pretrained: load timm's pretrained weights (needs them downloaded or cached; False works offline).
+        **kwargs: passed to ``timm.create_model`` (``out_indices``, ``in_chans`` ...).
+
+    Forward: ``x (B, 3, H, W) -> dict`` with one ``(B, num_chs, H / reduction, W / reduction)`` map per
+    ``feature_info`` entry, keyed by timm's module name with dots replaced by ``_`` (resnet18: ``act1 layer1
+    layer2 layer3 layer4``). ``input_size`` is the model's default side (224 when timm gives none),
+    ``out_channels`` the last map's channels and ``out_size`` its side at ``input_size``.
+    """
+
+    def __init__(self, model_name: str, pretrained: bool = False, **kwargs: Any) -> None:
+        super().__init__()
+        try:
+            import timm  # deferred: importing timm (and torchvision) costs seconds
+        except (ImportError, RuntimeError) as err:  # RuntimeError: torchvision built for another torch
+            first_line = str(err).splitlines()[0] if str(err) else ""
+            raise UserError(
+                f"encoder 'timm:{model_name}' needs timm, which failed to import ({type(err).__name__}: "
+                f"{first_line}); install timm with a torchvision that matches torch {torch.__version__}"
+            ) from err
+
+        if not timm.is_model(model_name):
+            raise UserError(
+                f"unknown timm model '{model_name}'{suggest(model_name, timm.list_models())}; "
+                "see timm.list_models() for the names"
+            )
+        self.model_name = model_name
+        self.model = timm.create_model(model_name, features_only=True, pretrained=pretrained, **kwargs)
+        self.feature_info = [
+            dict(module=_sanitise(info["module"]), num_chs=int(info["num_chs"]), reduction=int(info["reduction"]))
+            for info in self.model.feature_info.get_dicts()
+        ]
+        keys = [info["module"] for info in self.feature_info]
+        if len(set(keys)) != len(keys):  # two timm paths that sanitise alike: number them instead
+            for i, info in enumerate(self.feature_info):
+                info["module"] = f"{keys[i]}_{i}"
+        cfg = getattr(self.model, "pretrained_cfg", None) or {}
+        self.input_size = int(cfg.get("input_size", (3, 224, 224))[-1])
+        self.out_channels = self.feature_info[-1]["num_chs"]
+        self.out_size = -(-self.input_size // self.feature_info[-1]["reduction"])
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        maps = self.model(x)
+        if isinstance(maps, dict):
+            maps = list(maps.values())
+        return {info["module"]: fmap for info, fmap in zip(self.feature_info, maps)}

@@ -1,0 +1,113 @@
+"""Shared machinery of pretext methods: the encoder, the optimiser, one-loss training steps, evaluation.
+
+A new method subclasses :class:`PretextMethod`, registers under a name, and implements :meth:`losses`
+(see ``plugins/rotation_pretext`` for a worked example outside this package).
+"""
+from __future__ import annotations
+
+import inspect
+import typing
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from ssl_ctx.config import Config, OptimConfig
+from ssl_ctx.engine.distributed import all_reduce_mean
+from ssl_ctx.engine.optim import build_optimizer, optimize
+from ssl_ctx.models import build_encoder
+from ssl_ctx.registry import ENCODERS
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What a method needs to know about its training data."""
+
+    input_size: tuple[int, int]
+    mean_rgb: tuple[float, float, float] | None = None
+    num_classes: int | None = None
+
+
+def encoder_kwargs(config: Config) -> dict[str, Any]:
+    """The model config's options that the encoder's builder accepts (AlexNet takes ``norm`` and ``width``)."""
+    name = config.model.encoder
+    if name.startswith("timm:"):
+        return {}
+    builder = ENCODERS.get(name)
+    accepted = inspect.signature(builder).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
+        # A builder that forwards **kwargs: look at the class it returns.
+        built = typing.get_type_hints(builder).get("return")
+        accepted = inspect.signature(built).parameters if isinstance(built, type) else accepted
+    offered = {"norm": config.model.norm, "width": config.model.width}
+    return {key: value for key, value in offered.items() if key in accepted}
+
+
+class PretextMethod(nn.Module):
+    """Base of every pretext method: owns ``self.encoder``; subclasses add heads and :meth:`losses`."""
+
+    name: ClassVar[str] = "base"
+    needs_labels: ClassVar[bool] = False  # the training split must have class labels
+    trains: ClassVar[bool] = True  # False: the initial weights are the result (random_init)
+
+    def __init__(self, config: Config, data: DataInfo) -> None:
+        super().__init__()
+        self.config = config
+        self.data = data
+        self.encoder = build_encoder(config.model.encoder, **encoder_kwargs(config))
+
+    # -------------------------------------------------------------------------------- to override
+
+    def losses(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """Return ``{"loss": scalar, ...}`` for one batch; ``generator`` seeds any randomness (masks)."""
+        raise NotImplementedError
+
+    def image_grid(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """Optional ``(3, H, W)`` picture in ``[0, 1]`` for TensorBoard."""
+        return None
+
+    # ---------------------------------------------------------------------------- shared machinery
+
+    def configure_optimizers(self, optim: OptimConfig) -> dict[str, torch.optim.Optimizer]:
+        return {"model": build_optimizer(self.parameters(), optim, device_type=self._device_type())}
+
+    def train_step(self, batch: dict[str, torch.Tensor], optimizers: dict[str, torch.optim.Optimizer],
+                   step: int) -> dict[str, torch.Tensor]:
+        losses = self.losses(batch, self.step_generator(step, batch["image"].device))
+        optimize(losses["loss"], optimizers["model"])
+        return {name: value.detach() for name, value in losses.items()}
+
+    def step_generator(self, step: int, device: torch.device, stream: int = 0) -> torch.Generator:
+        """A device generator seeded from (seed, step, stream): masks repeat exactly after a resume."""
+        generator = torch.Generator(device=device)
+        state = np.random.SeedSequence([self.config.train.seed, step, stream, 11]).generate_state(1)[0]
+        generator.manual_seed(int(state))
+        return generator
+
+    @torch.no_grad()
+    def evaluate(self, loader: Any, autocast: Any, max_batches: int | None = None) -> dict[str, float]:
+        """Average :meth:`evaluate_batch` over held-out batches (fixed masks: the generator is seeded per batch)."""
+        self.eval()
+        totals: dict[str, torch.Tensor] = {}
+        count = 0
+        for number, batch in enumerate(loader.batches(0)):
+            if max_batches is not None and number >= max_batches:
+                break
+            with autocast():
+                values = self.evaluate_batch(batch, self.step_generator(number, batch["image"].device, stream=1))
+            for name, value in values.items():
+                totals[name] = totals.get(name, 0) + value.float()
+            count += 1
+        return {f"eval_{name}": float(all_reduce_mean(total / max(count, 1))) for name, total in totals.items()}
+
+    def evaluate_batch(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
+        return {name: value.detach() for name, value in self.losses(batch, generator).items()}
+
+    def checkpoint_metadata(self) -> dict[str, Any]:
+        return {"kind": "pretext", "method": self.name, "encoder": self.config.model.encoder,
+                "encoder_prefix": "encoder."}
+
+    def _device_type(self) -> str:
+        return next(self.parameters()).device.type

@@ -1,0 +1,133 @@
+"""The context encoder (Pathak et al., 2016): encoder -> channel-wise FC -> up-conv decoder fills dropped regions.
+
+Loss: the normalised masked L2 over the hole, optionally joint with an adversarial loss
+``L = λ_rec · L_rec + λ_adv · L_adv`` (λ_rec 0.999, λ_adv 0.001) where a discriminator tells real images from
+images whose hole holds the prediction; the generator's learning rate is then 10x the discriminator's, as in
+the released code.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ssl_ctx.config import Config, OptimConfig
+from ssl_ctx.errors import UserError
+from ssl_ctx.engine.distributed import shard_of_global_draw
+from ssl_ctx.engine.optim import build_optimizer, optimize
+from ssl_ctx.masks import apply_mask, fill_value, make_masks
+from ssl_ctx.models import ChannelwiseBottleneck, Discriminator, UpconvDecoder
+from ssl_ctx.pretext.base import DataInfo, PretextMethod
+from ssl_ctx.pretext.losses import masked_l2
+from ssl_ctx.registry import PRETEXT_METHODS
+
+
+def last_feature_map_shape(encoder: torch.nn.Module, input_size: tuple[int, int]) -> tuple[str, int, int, int]:
+    """(name, channels, height, width) of the encoder's deepest map for this input size (one dry run)."""
+    was_training = encoder.training
+    encoder.eval()
+    with torch.no_grad():
+        features = encoder(torch.zeros(1, 3, *input_size))
+    encoder.train(was_training)
+    name = encoder.feature_info[-1]["module"]
+    _, channels, height, width = features[name].shape
+    return name, channels, height, width
+
+
+def side_by_side(*rows: torch.Tensor, limit: int = 8) -> torch.Tensor:
+    """Columns of images (each ``(B, 3, H, W)`` in [-1, 1]) -> one ``(3, n·H, k·W)`` picture in [0, 1]."""
+    columns = [r[:limit].float().clamp(-1, 1) * 0.5 + 0.5 for r in rows]
+    return torch.cat([torch.cat(list(column), dim=1) for column in columns], dim=2)
+
+
+@PRETEXT_METHODS.register("context_encoder")
+class ContextEncoder(PretextMethod):
+    """Fills the hole of a masked image. Input and output: ``(B, 3, H, W)`` in [-1, 1]."""
+
+    name = "context_encoder"
+
+    def __init__(self, config: Config, data: DataInfo) -> None:
+        super().__init__(config, data)
+        model = config.model
+        self.feature_name, channels, height, width = last_feature_map_shape(self.encoder, data.input_size)
+        if height != width:
+            raise UserError(f"the channel-wise FC needs a square feature map, but {model.encoder} gives "
+                            f"{height}x{width} for input {data.input_size}; set data.input_size to a square size")
+        self.bottleneck = ChannelwiseBottleneck(channels, height, dropout=model.dropout, kind=model.bottleneck)
+        self.decoder = UpconvDecoder(channels, height, data.input_size[0], widths=model.decoder_widths,
+                                     norm=model.decoder_norm)
+        self.discriminator = (Discriminator(data.input_size[0], widths=model.discriminator_widths)
+                              if config.method.adversarial else None)
+        self.register_buffer("fill", fill_value(config.mask, data.mean_rgb), persistent=False)
+
+    # ------------------------------------------------------------------------------------ the model
+
+    def masks(self, images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """(input_mask, loss_mask): pixels dropped from the input, and pixels the loss is measured on."""
+        batch, _, height, width = images.shape
+        # Under torchrun, masks are drawn for the global batch and each process keeps its samples' rows.
+        mask = shard_of_global_draw(
+            lambda count: make_masks(self.config.mask, count, height, width, images.device, generator), batch)
+        return mask, mask
+
+    def reconstruct(self, images: torch.Tensor, input_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(output, masked input). images ``(B, 3, H, W)``, input_mask bool ``(B, 1, H, W)``."""
+        masked = apply_mask(images, input_mask, self.fill)
+        features = self.encoder(masked)[self.feature_name]
+        return self.decoder(self.bottleneck(features)), masked
+
+    def losses(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
+        images = batch["image"]
+        input_mask, loss_mask = self.masks(images, generator)
+        output, _ = self.reconstruct(images, input_mask)
+        return {"loss": masked_l2(output, images, loss_mask)}
+
+    def evaluate_batch(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """Masked L2 of the model and of the mean-fill baseline on the same masks."""
+        images = batch["image"]
+        input_mask, loss_mask = self.masks(images, generator)
+        output, masked = self.reconstruct(images, input_mask)
+        return {"masked_l2": masked_l2(output, images, loss_mask),
+                "mean_fill_l2": masked_l2(self.fill.expand_as(images), images, loss_mask)}
+
+    def image_grid(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """masked input | output (prediction pasted into the hole) | original."""
+        images = batch["image"][:8]
+        input_mask, loss_mask = self.masks(images, self.step_generator(0, images.device, stream=2))
+        output, masked = self.reconstruct(images, input_mask)
+        return side_by_side(masked, torch.where(loss_mask, output, images), images)
+
+    # --------------------------------------------------------------------------------- adversarial
+
+    def configure_optimizers(self, optim: OptimConfig) -> dict[str, torch.optim.Optimizer]:
+        if self.discriminator is None:
+            return super().configure_optimizers(optim)
+        method = self.config.method
+        scale = method.generator_lr_multiplier if 0 < method.lambda_rec < 1 else 1.0
+        generator_params = [p for name, p in self.named_parameters() if not name.startswith("discriminator.")]
+        device_type = self._device_type()
+        return {"generator": build_optimizer(generator_params, optim, lr_scale=scale, device_type=device_type),
+                "discriminator": build_optimizer(self.discriminator.parameters(), optim, device_type=device_type)}
+
+    def train_step(self, batch: dict[str, torch.Tensor], optimizers: dict[str, torch.optim.Optimizer],
+                   step: int) -> dict[str, torch.Tensor]:
+        if self.discriminator is None:
+            return super().train_step(batch, optimizers, step)
+        method = self.config.method
+        images = batch["image"]
+        input_mask, loss_mask = self.masks(images, self.step_generator(step, images.device))
+        output, _ = self.reconstruct(images, input_mask)
+        completed = torch.where(loss_mask, output, images)  # the discriminator sees the filled-in image
+
+        real_logits = self.discriminator(images)
+        fake_logits = self.discriminator(completed.detach())
+        loss_d = (F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
+                  + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits)))
+        optimize(loss_d, optimizers["discriminator"])
+
+        fooled_logits = self.discriminator(completed)
+        loss_adv = F.binary_cross_entropy_with_logits(fooled_logits, torch.ones_like(fooled_logits))
+        loss_rec = masked_l2(output, images, loss_mask)
+        loss = method.lambda_rec * loss_rec + method.lambda_adv * loss_adv
+        optimize(loss, optimizers["generator"])
+        return {"loss": loss.detach(), "loss_rec": loss_rec.detach(), "loss_adv": loss_adv.detach(),
+                "loss_discriminator": loss_d.detach()}

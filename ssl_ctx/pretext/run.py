@@ -1,0 +1,59 @@
+"""`ssl-ctx pretrain`: train a pretext method from a config, evaluate it on held-out images, record it."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ssl_ctx.config import Config, save_config
+from ssl_ctx.data.loader import load_splits, loader_for
+from ssl_ctx.engine.trainer import Trainer
+from ssl_ctx.errors import UserError
+from ssl_ctx.pretext.base import DataInfo
+from ssl_ctx.registry import PRETEXT_METHODS, import_builtins
+from ssl_ctx.results.records import write_record
+
+
+def run_pretrain(config: Config, resume: bool = False) -> dict[str, Any]:
+    """Train ``config.method.name`` on ``config.data``; returns the metrics (also in run_dir/record.json)."""
+    import_builtins()
+    started = time.perf_counter()
+    run_dir = config.run_dir
+    method_cls = PRETEXT_METHODS.get(config.method.name)
+    trainer = Trainer(config, run_dir, resume=resume)
+    train_split, eval_split = load_splits(config)
+    if method_cls.needs_labels and train_split.labels is None:
+        raise UserError(f"method '{config.method.name}' needs class labels, but {config.data.dataset}/"
+                        f"{config.data.train_split} has none; use a labelled dataset")
+    size = config.data.input_size
+    input_size = (size, size) if size else tuple(train_split.images.shape[1:3])
+    info = DataInfo(input_size=input_size, mean_rgb=tuple(train_split.mean_rgb),
+                    num_classes=len(train_split.class_names) if train_split.labels is not None else None)
+    torch.manual_seed(config.train.seed)  # the initial weights depend on train.seed (rank 0's reach every process)
+    method = method_cls(config, info)
+    if trainer.is_main:
+        save_config(config, run_dir / "config.yaml")
+
+    process = trainer.process
+    if method.trains:
+        loader = loader_for(train_split, config, trainer.device, True, process.rank, process.world_size)
+        metrics = trainer.fit(method, loader)
+    else:
+        metrics = trainer.save_untrained(method)
+    eval_loader = loader_for(eval_split, config, trainer.device, False, process.rank, process.world_size)
+    metrics.update(method.evaluate(eval_loader, trainer.autocast, config.train.eval_batches))
+    trainer.log_scalars(metrics, int(metrics.get("train_steps", 0)), "eval")
+    trainer.close()
+    if trainer.is_main:
+        record = write_record(run_dir, "pretext", metrics, config, time.perf_counter() - started, trainer.device,
+                              extra={"checkpoint": str(trainer.checkpoint_path)})
+        print(format_summary(config, metrics, record))
+    return metrics
+
+
+def format_summary(config: Config, metrics: dict[str, Any], record: Path) -> str:
+    shown = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float))
+    return (f"pretext {config.method.name} ({config.model.encoder}, mask {config.mask.type}) -> {config.run_dir}\n"
+            f"  {shown}\n  record: {record}")

@@ -1,0 +1,99 @@
+"""Downstream probes: classification, detection and segmentation of a transferred encoder.
+
+``run_probe(config)`` builds the encoder named by ``probe.init`` (``random``, ``timm:<name>`` or a pretext
+checkpoint; see :mod:`ssl_ctx.probes.encoder_loading`), runs the task registered under ``probe.task`` in
+``PROBES`` with the shared ``Trainer``, evaluates it on the held-out split, writes ``run_dir/record.json``
+and prints the probe's settings with its result. Importing this package registers the built-in probes.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+import torch
+
+from ssl_ctx.config import Config, save_config
+from ssl_ctx.probes import classification, detection, segmentation  # noqa: F401  (registration)
+from ssl_ctx.probes.common import check_mode, parse_layers
+from ssl_ctx.probes.encoder_loading import describe_encoder, encoder_options, load_encoder
+from ssl_ctx.registry import PROBES
+
+__all__ = ["load_encoder", "probe_settings", "run_probe"]
+
+
+def probe_settings(config: Config) -> dict[str, Any]:
+    """What a probe result depends on, printed beside every result and stored in the run record."""
+    probe, data, optim, train = config.probe, config.data, config.optim, config.train
+    return {
+        "task": probe.task,
+        "dataset": f"{data.dataset} ({data.train_split} -> {data.eval_split})",
+        "init": probe.init,
+        "encoder": config.model.encoder,
+        "layer": probe.layer,
+        "encoder_training": "fine-tuned (all layers)" if probe.mode == "finetune" else "frozen (linear probe)",
+        "epochs": train.epochs,
+        "max_steps": train.max_steps,
+        "batch_size": train.batch_size,
+        "optimizer": optim.name,
+        "lr": optim.lr,
+        "weight_decay": optim.weight_decay,
+        "schedule": optim.schedule,
+        "seed": train.seed,
+        "train_images": data.limit,
+        "eval_images": data.eval_limit,
+    }
+
+
+def run_probe(config: Config, resume: bool = False) -> dict[str, Any]:
+    """Measure the encoder of ``config.probe.init`` on ``config.probe.task``; returns the metrics.
+
+    The run folder ``config.run_dir`` receives the resolved ``config.yaml``, TensorBoard logs, the probe's
+    checkpoint and ``record.json`` (metrics, resolved config, seed, wall time, device), written atomically.
+    """
+    from ssl_ctx.engine.trainer import Trainer
+    from ssl_ctx.registry import import_builtins
+    from ssl_ctx.results.records import write_record
+
+    import_builtins()
+    started = time.perf_counter()
+    if config.probe.init.startswith("timm:"):  # the timm model is the encoder: say so in the resolved config
+        config = dataclasses.replace(config, model=dataclasses.replace(config.model, encoder=config.probe.init))
+    probe_fn = PROBES.get(config.probe.task)
+    check_mode(config.probe.mode)
+    torch.manual_seed(config.train.seed)  # the head's (and a random encoder's) initial weights
+    encoder = load_encoder(config.probe.init, config.model.encoder,
+                           **encoder_options(config.model.encoder, config.model))
+    parse_layers(config.probe.layer, encoder)
+    trainer = Trainer(config, config.run_dir, resume=resume)
+    if trainer.is_main:
+        save_config(config, config.run_dir / "config.yaml")
+    outcome = probe_fn(config, encoder, trainer)
+    metrics, details = outcome["metrics"], outcome["details"]
+    scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+    trainer.log_scalars(scalars, int(metrics.get("train_steps", 0)), "eval")
+    trainer.close()
+    settings = {**probe_settings(config), "encoder_architecture": describe_encoder(encoder),
+                **{k: v for k, v in details.items() if k not in ("chance", "headline")}}
+    wall_time = time.perf_counter() - started
+    if trainer.is_main:
+        record = write_record(config.run_dir, "probe", metrics, config, wall_time, trainer.device,
+                              extra={"probe": settings, "chance": details.get("chance", {}),
+                                     "checkpoint": str(trainer.checkpoint_path)})
+        print(format_result(settings, metrics, details, wall_time, str(record)))
+    return metrics
+
+
+def format_result(settings: dict[str, Any], metrics: dict[str, Any], details: dict[str, Any], wall_time: float,
+                  record: str) -> str:
+    """Settings line(s) and the headline metrics next to their chance level."""
+    shown_settings = ", ".join(f"{k}={v}" for k, v in settings.items() if v is not None)
+    chance = details.get("chance", {})
+    headline = details.get("headline") or [k for k, v in metrics.items() if isinstance(v, float)]
+    results = ", ".join(
+        f"{name}={metrics[name]:.4f}" + (f" (chance {chance[name]:.4f})" if name in chance else "")
+        for name in headline if name in metrics
+    )
+    return (f"probe result: {results}\n"
+            f"  settings: {shown_settings}\n"
+            f"  wall time {wall_time:.1f} s; record: {record}")

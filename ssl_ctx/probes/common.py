@@ -1,0 +1,140 @@
+"""Pieces every probe shares: the probe's view of an encoder, frozen/fine-tuned handling, data, evaluation loop.
+
+A probe task is an ``nn.Module`` following the training contract (``configure_optimizers`` /
+``train_step``, docs/ARCHITECTURE.md) and is trained by the shared ``Trainer``; it holds the encoder as
+``self.encoder`` so its checkpoints can be loaded back as an encoder (``encoder_prefix``).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ssl_ctx.config import Config, OptimConfig
+from ssl_ctx.engine.optim import build_optimizer
+from ssl_ctx.errors import UserError, suggest
+
+MODES = ("linear", "finetune")
+
+
+@dataclass(frozen=True)
+class FeatureShape:
+    """One encoder feature map at the probe's input size: name, channels, height, width, stride (pixels per cell)."""
+
+    name: str
+    channels: int
+    height: int
+    width: int
+    stride: float
+
+
+def layer_names(encoder: nn.Module) -> list[str]:
+    return [info["module"] for info in encoder.feature_info]
+
+
+def parse_layers(spec: str, encoder: nn.Module) -> list[str]:
+    """``"conv5"`` or ``"conv3+conv5"`` -> checked list of feature-map names of ``encoder``."""
+    known = layer_names(encoder)
+    layers = [name.strip() for name in spec.split("+") if name.strip()]
+    if not layers:
+        raise UserError(f"probe.layer is empty; pass one of {', '.join(known)}")
+    for name in layers:
+        if name not in known:
+            raise UserError(f"probe.layer '{name}' is not a feature map of this encoder{suggest(name, known)}; "
+                            f"known: {', '.join(known)}")
+    return layers
+
+
+@torch.no_grad()
+def feature_shapes(encoder: nn.Module, input_size: tuple[int, int]) -> dict[str, FeatureShape]:
+    """Every feature map's shape for an input of ``input_size`` (H, W), from one dry run on the CPU copy."""
+    was_training = encoder.training
+    encoder.eval()
+    device = next(encoder.parameters()).device
+    features = encoder(torch.zeros(1, 3, *input_size, device=device))
+    encoder.train(was_training)
+    return {name: FeatureShape(name, int(f.shape[1]), int(f.shape[2]), int(f.shape[3]), input_size[0] / f.shape[2])
+            for name, f in features.items()}
+
+
+def check_mode(mode: str) -> bool:
+    """``probe.mode`` -> True when the encoder is fine-tuned."""
+    if mode not in MODES:
+        raise UserError(f"unknown probe.mode '{mode}'{suggest(mode, MODES)}; known: {', '.join(MODES)}")
+    return mode == "finetune"
+
+
+def pooled_side(channels: int, height: int, width: int, pooled_features: int) -> tuple[int, int]:
+    """Side s of the adaptive average pool so that channels * s * s ~ ``pooled_features`` (Split-Brain's ~9k).
+
+    s = round(sqrt(pooled_features / channels)), at least 1 and never above the map's own side (a map
+    smaller than s is kept as it is rather than upsampled). AlexNet: conv1 10x10x96 = 9600, conv2 6x6x256 =
+    9216, conv3/conv4 5x5x384 = 9600, conv5 6x6x256 = 9216 (when the map is that large).
+    """
+    side = max(1, round(math.sqrt(pooled_features / channels)))
+    return min(side, height), min(side, width)
+
+
+class ProbeTask(nn.Module):
+    """Base of the probe tasks: holds ``encoder``, freezes it in linear mode, builds the one optimiser."""
+
+    task_name = "probe"
+
+    def __init__(self, encoder: nn.Module, finetune: bool, encoder_name: str) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.finetune = finetune
+        self.encoder_name = encoder_name
+        if not finetune:
+            encoder.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> ProbeTask:
+        # A frozen encoder stays in eval mode: its BatchNorm statistics (if any) are part of the features.
+        super().train(mode)
+        if not self.finetune:
+            self.encoder.eval()
+        return self
+
+    def encode(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Encoder feature maps; without a graph through the encoder when it is frozen."""
+        if self.finetune:
+            return self.encoder(images)
+        with torch.no_grad():
+            return self.encoder(images)
+
+    def configure_optimizers(self, optim: OptimConfig) -> dict[str, torch.optim.Optimizer]:
+        device_type = next(self.parameters()).device.type
+        return {"model": build_optimizer(self.parameters(), optim, device_type=device_type)}
+
+    def checkpoint_metadata(self) -> dict[str, Any]:
+        return {"kind": "probe", "method": self.task_name, "encoder": self.encoder_name, "encoder_prefix": "encoder."}
+
+
+def input_size_of(config: Config, split: Any) -> tuple[int, int]:
+    """(H, W) the network sees: ``data.input_size`` squared, or the cache's size."""
+    size = config.data.input_size
+    return (size, size) if size else (int(split.images.shape[1]), int(split.images.shape[2]))
+
+
+def num_classes_of(config: Config, split: Any) -> int:
+    return config.probe.num_classes or len(split.class_names)
+
+
+def trainer_loaders(config: Config, trainer: Any, train_split: Any, eval_split: Any, **overrides: Any) -> tuple:
+    """(train loader, eval loader) on the trainer's device, sharded like the trainer."""
+    from ssl_ctx.data.loader import CachedBatchLoader
+
+    data = config.data
+    process = trainer.process
+    common = dict(batch_size=config.train.batch_size, device=trainer.device, seed=config.train.seed,
+                  input_size=data.input_size, rank=process.rank, world_size=process.world_size)
+    train_options = dict(crop_scale=data.crop_scale, hflip=data.hflip)
+    train_options.update(overrides)
+    train_loader = CachedBatchLoader(train_split, train=True, **common, **train_options)
+    # Evaluation sees every image once, in order, on the main process only (metrics are exact, not sharded).
+    eval_common = dict(common, rank=0, world_size=1)
+    eval_loader = CachedBatchLoader(eval_split, train=False, drop_last=False, **eval_common)
+    return train_loader, eval_loader

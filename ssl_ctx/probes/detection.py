@@ -1,0 +1,320 @@
+"""Detection probe: torchvision's Faster R-CNN with the encoder as its backbone, on CMP Facade boxes.
+
+The detector is torchvision's ``FasterRCNN``; the encoder enters it through :class:`FeatureMapBackbone`, a
+thin adapter with ``out_channels`` that returns one feature map (``probe.layer``, conv5 by default: stride
+8 for the 64/128-px AlexNets) in an ``OrderedDict``. Settings sized for small maps and a CPU budget:
+
+- images are resized by Faster R-CNN's own transform to ``probe.detection_min_size`` (min and max side);
+  they enter it in [0, 1] with mean 0.5 and std 0.5, i.e. in the [-1, 1] range encoders are trained on;
+- anchors: one level, sizes from 4 px to half the image in powers of two, aspect ratios 0.5 / 1 / 2
+  (CMP facade objects are small: median 8 x 6 px at 128 px);
+- RoI pooling 4 x 4 with one bilinear sample per bin (most objects span 1-2 cells of the map), box head
+  two 256-wide FC layers, 128 sampled RoIs per image; RPN keeps 600 proposals before NMS, 300 after;
+- up to 300 detections per image (facades hold 87 boxes on average, up to 368), no score threshold
+  (``probe.detection_score_threshold``), as mAP needs the whole ranking.
+
+Data: ``cmp-facade`` train -> test (the data module's fixed split: every 5th image in sorted order is
+test; 303 / 75), 12 classes (labels 0..11 here, 1..12 inside Faster R-CNN, whose class 0 is background).
+Training augmentation is a horizontal flip of image and boxes; no crop (it would cut boxes).
+Metrics from pycocotools (:func:`~ssl_ctx.probes.metrics.detection_map`): COCO-style mAP@[.5:.95] and the
+VOC criterion AP at IoU 0.5, both from one COCOeval run with ``maxDets`` raised to 300 for these
+crowded images.
+
+Where torchvision's compiled operators cannot load (its PyPI wheel next to a CPU-only torch),
+``torchvision_compat`` supplies NMS, and RoI pooling uses :func:`grid_sample_roi_align`, the same bilinear
+sampling as ``torchvision.ops.roi_align(aligned=False)`` written with ``grid_sample``: torchvision's own
+pure-PyTorch fallback is compiled with ``torch.compile`` on first use, which costs minutes on this CPU.
+"""
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ssl_ctx.config import Config
+from ssl_ctx.engine.optim import optimize
+from ssl_ctx.errors import UserError
+from ssl_ctx.probes.common import (
+    ProbeTask,
+    check_mode,
+    feature_shapes,
+    input_size_of,
+    num_classes_of,
+    parse_layers,
+    trainer_loaders,
+)
+from ssl_ctx.probes.metrics import detection_map
+from ssl_ctx.registry import PROBES
+
+DETECTIONS_PER_IMAGE = 300
+ROI_OUTPUT_SIZE = 4
+ROI_SAMPLING_RATIO = 1
+BOX_HEAD_WIDTH = 256
+MIN_BOX_SIDE = 1.0  # pixels; thinner boxes (after resizing) are dropped from training targets
+
+
+class FeatureMapBackbone(nn.Module):
+    """The encoder as a torchvision detection backbone: ``x -> OrderedDict(["0", features[layer]])``.
+
+    ``out_channels`` is the map's channel count; with ``frozen`` the encoder runs without a graph.
+    """
+
+    def __init__(self, encoder: nn.Module, layer: str, out_channels: int, frozen: bool = False) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.layer = layer
+        self.out_channels = out_channels
+        self.frozen = frozen
+
+    def forward(self, images: Tensor) -> OrderedDict[str, Tensor]:
+        if self.frozen:
+            with torch.no_grad():
+                return OrderedDict([("0", self.encoder(images)[self.layer])])
+        return OrderedDict([("0", self.encoder(images)[self.layer])])
+
+
+def grid_sample_roi_align(feature: Tensor, proposals: list[Tensor], image_shapes: list[tuple[int, int]],
+                          output_size: int = ROI_OUTPUT_SIZE, sampling_ratio: int = ROI_SAMPLING_RATIO,
+                          size_divisible: int = 32) -> Tensor:
+    """RoIAlign (``aligned=False``, fixed sampling ratio) on one map ``(B, C, H, W)`` with ``F.grid_sample``.
+
+    ``proposals[i]``: ``(K_i, 4)`` xyxy boxes in pixels of the batched (padded) images of ``image_shapes``.
+    Returns ``(sum_i K_i, C, P, P)``. Each output cell averages ``sampling_ratio²`` bilinear samples at the
+    points ``torchvision.ops.roi_align`` uses; the map-to-image scale is the map's side over the padded side.
+    """
+    # Coordinates in float32 (bf16 would round them to half a pixel at 128 px); the map follows.
+    feature = feature.float()
+    _, channels, height, width = feature.shape
+    padded_h = math.ceil(max(s[0] for s in image_shapes) / size_divisible) * size_divisible
+    padded_w = math.ceil(max(s[1] for s in image_shapes) / size_divisible) * size_divisible
+    scale = torch.tensor([width / padded_w, height / padded_h] * 2, device=feature.device, dtype=feature.dtype)
+    size, ratio = output_size, sampling_ratio
+    # Sample offsets inside an RoI, as fractions of its side: (bin + (k + 0.5) / ratio) / size.
+    steps = (torch.arange(size * ratio, device=feature.device, dtype=feature.dtype) + 0.5) / (size * ratio)
+    outputs = []
+    for image_index, boxes in enumerate(proposals):
+        if boxes.numel() == 0:
+            outputs.append(feature.new_zeros(0, channels, size, size))
+            continue
+        boxes = boxes.to(feature.dtype) * scale
+        start = boxes[:, :2]
+        extent = (boxes[:, 2:] - boxes[:, :2]).clamp(min=1.0)  # roi_align's minimum RoI side (aligned=False)
+        xs = start[:, None, 0] + steps[None, :] * extent[:, None, 0]  # (K, S)
+        ys = start[:, None, 1] + steps[None, :] * extent[:, None, 1]
+        # Feature cell i is centred at coordinate i: normalise with align_corners=True.
+        grid_x = (xs / max(width - 1, 1)) * 2 - 1
+        grid_y = (ys / max(height - 1, 1)) * 2 - 1
+        count, side = boxes.shape[0], size * ratio
+        grid = torch.stack([grid_x[:, None, :].expand(-1, side, -1),
+                            grid_y[:, :, None].expand(-1, -1, side)], dim=-1)  # (K, S, S, 2)
+        # All RoIs of an image in one call on its own map (no per-RoI copy of the map): (1, C, K*S, S).
+        sampled = F.grid_sample(feature[image_index:image_index + 1], grid.reshape(1, count * side, side, 2),
+                                mode="bilinear", padding_mode="border", align_corners=True)
+        sampled = sampled.reshape(channels, count, side, side).transpose(0, 1)
+        outputs.append(F.avg_pool2d(sampled, ratio) if ratio > 1 else sampled)
+    return torch.cat(outputs)
+
+
+def grid_sample_pooler(output_size: int = ROI_OUTPUT_SIZE, sampling_ratio: int = ROI_SAMPLING_RATIO) -> nn.Module:
+    """A ``MultiScaleRoIAlign`` on the one map ``"0"`` whose forward is :func:`grid_sample_roi_align`.
+
+    (``FasterRCNN`` accepts only ``MultiScaleRoIAlign`` instances as its RoI pooler, hence the subclass.)
+    """
+    from torchvision.ops import MultiScaleRoIAlign
+
+    class GridSampleRoIAlign(MultiScaleRoIAlign):
+        def forward(self, x: dict[str, Tensor], boxes: list[Tensor], image_shapes: list[tuple[int, int]]) -> Tensor:
+            return grid_sample_roi_align(x[self.featmap_names[0]], boxes, image_shapes, self.output_size[0],
+                                         self.sampling_ratio)
+
+    return GridSampleRoIAlign(["0"], output_size=output_size, sampling_ratio=sampling_ratio)
+
+
+def _torchvision_has_ops() -> bool:
+    from torchvision.extension import _has_ops
+
+    return bool(_has_ops())
+
+
+def anchor_sizes(image_size: int) -> tuple[int, ...]:
+    """Powers of two from 4 px to half the image side: 128 -> (4, 8, 16, 32, 64)."""
+    sizes, size = [], 4
+    while size <= image_size // 2:
+        sizes.append(size)
+        size *= 2
+    return tuple(sizes) or (image_size // 2,)
+
+
+def build_detector(encoder: nn.Module, layer: str, num_classes: int, image_size: int, frozen: bool,
+                   score_threshold: float = 0.0) -> nn.Module:
+    """torchvision ``FasterRCNN`` on one encoder map; ``num_classes`` excludes background."""
+    from ssl_ctx.probes.torchvision_compat import ensure_torchvision
+
+    ensure_torchvision()
+    from torchvision.models.detection import FasterRCNN
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+    from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+    from torchvision.ops import MultiScaleRoIAlign
+
+    shape = feature_shapes(encoder, (image_size, image_size))[layer]
+    backbone = FeatureMapBackbone(encoder, layer, shape.channels, frozen=frozen)
+    sizes = anchor_sizes(image_size)
+    anchors = AnchorGenerator(sizes=(sizes,), aspect_ratios=((0.5, 1.0, 2.0),))
+    if _torchvision_has_ops():
+        roi_pool = MultiScaleRoIAlign(["0"], output_size=ROI_OUTPUT_SIZE, sampling_ratio=ROI_SAMPLING_RATIO)
+    else:
+        roi_pool = grid_sample_pooler(ROI_OUTPUT_SIZE, ROI_SAMPLING_RATIO)
+    box_head = TwoMLPHead(shape.channels * ROI_OUTPUT_SIZE**2, BOX_HEAD_WIDTH)
+    return FasterRCNN(
+        backbone,
+        num_classes=None,
+        min_size=image_size,
+        max_size=image_size,
+        image_mean=[0.5, 0.5, 0.5],
+        image_std=[0.5, 0.5, 0.5],
+        rpn_anchor_generator=anchors,
+        rpn_pre_nms_top_n_train=600,
+        rpn_post_nms_top_n_train=300,
+        rpn_pre_nms_top_n_test=600,
+        rpn_post_nms_top_n_test=300,
+        rpn_batch_size_per_image=256,
+        box_roi_pool=roi_pool,
+        box_head=box_head,
+        box_predictor=FastRCNNPredictor(BOX_HEAD_WIDTH, num_classes + 1),
+        box_score_thresh=score_threshold,
+        box_detections_per_img=DETECTIONS_PER_IMAGE,
+        box_batch_size_per_image=128,
+    )
+
+
+class BoxBatches:
+    """Batches of a ``CachedBatchLoader`` (built without crop or flip) with each image's boxes added.
+
+    Adds ``targets``: per image ``{"boxes": (k, 4) xyxy pixels of the batch's image size, "labels": (k,)
+    1-based}`` (Faster R-CNN's convention); with ``hflip`` each image and its boxes are flipped with
+    probability 1/2, drawn from (seed, epoch, batch number) so a resumed run sees the same batches.
+    """
+
+    def __init__(self, loader: Any, split: Any, seed: int, hflip: bool) -> None:
+        if split.boxes is None:
+            raise UserError(f"{split.dataset}/{split.split} has no boxes; the detection probe needs a dataset "
+                            f"with boxes such as cmp-facade")
+        self.loader = loader
+        self.split = split
+        self.seed = seed
+        self.hflip = hflip
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def batches(self, epoch: int, start: int = 0):
+        for number, batch in enumerate(self.loader.batches(epoch, start), start=start):
+            images = batch["image"]
+            count, _, height, width = images.shape
+            flips = np.zeros(count, dtype=bool)
+            if self.hflip:
+                flips = np.random.default_rng([self.seed, epoch, number, 13]).random(count) < 0.5
+                flip_mask = torch.from_numpy(flips).to(images.device).view(-1, 1, 1, 1)
+                images = torch.where(flip_mask, images.flip(-1), images)
+            targets = [box_target(self.split, int(i), height, width, bool(f), images.device)
+                       for i, f in zip(batch["index"].tolist(), flips)]
+            yield {**batch, "image": images, "targets": targets}
+
+
+def box_target(split: Any, index: int, height: int, width: int, flip: bool = False,
+               device: torch.device | str = "cpu", min_side: float = MIN_BOX_SIDE) -> dict[str, Tensor]:
+    """Image ``index``'s boxes in pixels of a ``height x width`` image (optionally mirrored), labels 1-based."""
+    boxes = np.asarray(split.boxes[index], dtype=np.float32).reshape(-1, 4) * np.array([width, height, width, height],
+                                                                                         dtype=np.float32)
+    labels = np.asarray(split.box_labels[index], dtype=np.int64).reshape(-1) + 1
+    if flip:
+        boxes = np.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], axis=1)
+    keep = ((boxes[:, 2] - boxes[:, 0]) >= min_side) & ((boxes[:, 3] - boxes[:, 1]) >= min_side)
+    return {"boxes": torch.from_numpy(np.ascontiguousarray(boxes[keep])).to(device),
+            "labels": torch.from_numpy(labels[keep]).to(device)}
+
+
+class DetectionProbe(ProbeTask):
+    """Faster R-CNN on the encoder. Batches: ``image (B, 3, S, S)`` in [-1, 1] and ``targets`` (:class:`BoxBatches`)."""
+
+    task_name = "detection"
+
+    def __init__(self, encoder: nn.Module, layer: str, num_classes: int, image_size: int, finetune: bool = False,
+                 encoder_name: str = "", score_threshold: float = 0.0) -> None:
+        super().__init__(encoder, finetune, encoder_name)
+        self.layer = layer
+        self.num_classes = num_classes
+        self.detector = build_detector(encoder, layer, num_classes, image_size, frozen=not finetune,
+                                       score_threshold=score_threshold)
+
+    def train_step(self, batch: dict[str, Any], optimizers: dict[str, torch.optim.Optimizer],
+                   step: int) -> dict[str, Tensor]:
+        images = list(batch["image"] * 0.5 + 0.5)  # Faster R-CNN normalises [0, 1] with mean = std = 0.5
+        losses = self.detector(images, batch["targets"])
+        loss = sum(losses.values())
+        optimize(loss, optimizers["model"])
+        return {"loss": loss.detach(), **{name: value.detach() for name, value in losses.items()}}
+
+    @torch.no_grad()
+    def predict(self, images: Tensor) -> list[dict[str, Tensor]]:
+        """``images (B, 3, S, S)`` in [-1, 1] -> per image ``boxes`` (pixels), ``scores``, ``labels`` (0-based)."""
+        self.eval()
+        outputs = self.detector(list(images.float() * 0.5 + 0.5))
+        return [{"boxes": o["boxes"].float(), "scores": o["scores"].float(), "labels": o["labels"] - 1}
+                for o in outputs]
+
+    def evaluate(self, loader: Any, split: Any, autocast: Any) -> dict[str, Any]:
+        """COCO-style mAP and AP@0.5 over every image of ``loader`` (boxes of ``split``)."""
+        predictions, truths = [], []
+        for batch in loader.batches(0):
+            with autocast():
+                outputs = self.predict(batch["image"])
+            height, width = batch["image"].shape[-2:]
+            for index, output in zip(batch["index"].tolist(), outputs):
+                predictions.append({k: v.cpu() for k, v in output.items()})
+                target = box_target(split, index, height, width, min_side=0.0)
+                truths.append({"boxes": target["boxes"], "labels": target["labels"] - 1})
+        scores = detection_map(predictions, truths, self.num_classes, max_detections=DETECTIONS_PER_IMAGE)
+        return {"map_50": scores["map_50"], "map": scores["map"], "map_75": scores["map_75"],
+                "class_ap_50": scores["class_ap_50"], "eval_images": float(len(truths))}
+
+
+@PROBES.register("detection")
+def run_detection(config: Config, encoder: nn.Module, trainer: Any) -> dict[str, Any]:
+    """Fine-tune Faster R-CNN on ``data.train_split`` boxes; mAP on ``data.eval_split``."""
+    from ssl_ctx.data.loader import load_splits
+
+    finetune = check_mode(config.probe.mode)
+    layers = parse_layers(config.probe.layer, encoder)
+    if len(layers) != 1:
+        raise UserError(f"the detection probe reads one feature map; probe.layer '{config.probe.layer}' names "
+                        f"{len(layers)}")
+    if config.data.crop_scale != 1.0:
+        raise UserError(f"the detection probe does not crop (boxes would be cut); set data.crop_scale=1.0 "
+                        f"instead of {config.data.crop_scale}")
+    train_split, eval_split = load_splits(config)
+    input_size = input_size_of(config, train_split)
+    num_classes = num_classes_of(config, train_split)
+    image_size = config.probe.detection_min_size
+    task = DetectionProbe(encoder, layers[0], num_classes, image_size, finetune, config.model.encoder,
+                          config.probe.detection_score_threshold)
+    train_loader, eval_loader = trainer_loaders(config, trainer, train_split, eval_split, crop_scale=1.0,
+                                                hflip=False)
+    metrics = trainer.fit(task, BoxBatches(train_loader, train_split, config.train.seed, config.data.hflip))
+    metrics.update(task.evaluate(eval_loader, eval_split, trainer.autocast))
+    details = {
+        "pooling": f"RoIAlign {ROI_OUTPUT_SIZE}x{ROI_OUTPUT_SIZE} on {layers[0]}",
+        "input_size": list(input_size),
+        "detector_size": image_size,
+        "anchor_sizes": list(anchor_sizes(image_size)),
+        "num_classes": num_classes,
+        "roi_pool": type(task.detector.roi_heads.box_roi_pool).__name__,
+        "chance": {"map_50": 0.0, "map": 0.0},
+        "headline": ["map_50", "map"],
+    }
+    return {"metrics": metrics, "details": details}

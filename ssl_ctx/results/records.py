@@ -1,0 +1,84 @@
+"""Run records: one JSON file per run holding its metrics, resolved config and environment.
+
+Tables and figures are made from these records only (``ssl_ctx.results.tables``).
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import time
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ssl_ctx.config import Config, config_to_dict
+
+RECORD_NAME = "record.json"
+_PACKAGES = ("ssl-ctx", "torch", "torchvision", "timm", "numpy", "scikit-learn", "pycocotools", "opencv-python-headless")
+
+
+def git_commit() -> str:
+    """The commit of the source tree this package runs from, with ``+dirty`` for local edits."""
+    source = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=source, capture_output=True, text=True,
+                                timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=source,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return commit + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in _PACKAGES:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return versions
+
+
+def device_description(device: torch.device | str | None = None) -> str:
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda":
+        return f"cuda: {torch.cuda.get_device_name(device)}"
+    return f"cpu: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}"
+
+
+def write_json_atomic(path: str | os.PathLike, payload: Any) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False, default=str))
+    os.replace(tmp, path)
+    return path
+
+
+def write_record(run_dir: str | os.PathLike, kind: str, metrics: dict[str, Any], config: Config,
+                 wall_time: float, device: torch.device | str | None = None,
+                 extra: dict[str, Any] | None = None) -> Path:
+    """Write ``run_dir/record.json`` atomically and return its path."""
+    record = {
+        "kind": kind,
+        "name": config.name,
+        "metrics": metrics,
+        "seed": config.train.seed,
+        "wall_time_s": round(wall_time, 3),
+        "device": device_description(device),
+        "git_commit": git_commit(),
+        "packages": package_versions(),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "config": config_to_dict(config),
+        **(extra or {}),
+    }
+    return write_json_atomic(Path(run_dir) / RECORD_NAME, record)
+
+
+def read_record(path: str | os.PathLike) -> dict[str, Any]:
+    return json.loads(Path(path).read_text())

@@ -1,0 +1,33 @@
+"""Small in-memory stand-ins for the data cache, for unit tests of the training machinery."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ssl_ctx.config import Config, load_config
+
+
+@dataclass
+class ArraySplit:
+    """Duck-types ``ssl_ctx.data.CachedSplit`` with random uint8 images."""
+
+    images: np.ndarray
+    labels: np.ndarray | None = None
+    label_maps: np.ndarray | None = None
+    mean_rgb: tuple[float, float, float] = (120.0, 110.0, 100.0)
+    class_names: list[str] = field(default_factory=list)
+
+
+def random_split(count: int = 40, size: int = 32, classes: int = 0, seed: int = 0) -> ArraySplit:
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (count, size, size, 3), dtype=np.uint8)
+    labels = rng.integers(0, classes, count) if classes else None
+    return ArraySplit(images, labels, class_names=[str(i) for i in range(classes)])
+
+
+def small_config(tmp_path, *overrides: str) -> Config:
+    return load_config(None, [f"output_dir={tmp_path}", "name=run", "model.encoder=alexnet32",
+                              "model.decoder_widths=[64, 32, 16, 8]", "train.batch_size=8", "train.epochs=2",
+                              "train.log_every=2", "train.checkpoint_every=3", "train.progress=false",
+                              "train.image_every=0", *overrides])

@@ -1,0 +1,65 @@
+"""Every verb has --help; bad input gives one line naming the bad value and the fix, with exit status 2."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from ssl_ctx.cli import build_parser, main
+
+VERBS = ["data prepare", "pretrain", "probe", "bench", "table", "list", "eval-inpaint", "inpaint"]
+
+
+@pytest.mark.parametrize("verb", VERBS)
+def test_every_verb_has_help(verb, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args([*verb.split(), "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: ssl-ctx" in capsys.readouterr().out
+
+
+def one_line_error(argv, capsys) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0, err
+    assert err.startswith("ssl-ctx: error: ")
+    return err
+
+
+def test_unknown_config_key(tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text("train:\n  batch_sise: 8\n")
+    err = one_line_error(["pretrain", str(config)], capsys)
+    assert "'train.batch_sise'" in err and "did you mean 'batch_size'" in err
+
+
+def test_unknown_override_and_method(capsys):
+    err = one_line_error(["pretrain", "configs/pretext/quick.yaml", "method.name=ctx_encoder"], capsys)
+    assert "unknown pretext method 'ctx_encoder'" in err and "context_encoder" in err
+    err = one_line_error(["pretrain", "configs/pretext/quick.yaml", "trian.epochs=2"], capsys)
+    assert "did you mean 'train'" in err
+
+
+def test_missing_config_file(capsys):
+    err = one_line_error(["pretrain", "configs/pretext/nope.yaml"], capsys)
+    assert "configs/pretext/nope.yaml" in err and "does not exist" in err
+
+
+def test_missing_archive_names_the_file_and_the_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SSL_CTX_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("SSL_CTX_CACHE", str(tmp_path / "cache"))
+    err = one_line_error(["data", "prepare", "camvid"], capsys)
+    assert "CamVid.tar.gz" in err and str(tmp_path / "data") in err
+
+
+def test_unknown_dataset(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SSL_CTX_CACHE", str(tmp_path / "cache"))
+    err = one_line_error(["data", "prepare", "imagenet"], capsys)
+    assert "imagenet" in err and "tiny-imagenet-200" in err
+
+
+def test_python_dash_m_runs_the_cli():
+    result = subprocess.run([sys.executable, "-m", "ssl_ctx", "list"], capture_output=True, text=True)
+    assert result.returncode == 0
+    assert "context_encoder" in result.stdout and "autoencoder" in result.stdout and "alexnet227" in result.stdout

@@ -1,0 +1,72 @@
+"""Every probe config runs end to end on a few real images (slow: reads the archives in ../shared/data)."""
+from pathlib import Path
+
+import pytest
+import torch
+
+from ssl_ctx.cli import main
+from ssl_ctx.config import load_config
+from ssl_ctx.probes import run_probe
+from ssl_ctx.results.records import read_record
+from tests.test_probe_encoder_loading import save_pretext_checkpoint
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "probe"
+QUICK = ["data.limit=16", "data.eval_limit=8", "train.epochs=1", "train.batch_size=8", "train.progress=false",
+         "train.log_every=1", "train.device=cpu"]
+
+PROBE_CONFIGS = {
+    "classification_tiny_linear.yaml": ("top1",),
+    "classification_cifar_linear.yaml": ("top1",),
+    "classification_tiny_finetune.yaml": ("top1",),
+    "detection_facade.yaml": ("map_50", "map"),
+    "segmentation_camvid.yaml": ("miou", "pixel_accuracy"),
+    "segmentation_facade.yaml": ("miou", "pixel_accuracy"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config_name", list(PROBE_CONFIGS))
+def test_probe_runs_on_real_images(real_data, tmp_path, capsys, config_name):
+    config = load_config(CONFIGS / config_name, [f"output_dir={tmp_path}", "name=e2e", *QUICK])
+    metrics = run_probe(config)
+    for name in PROBE_CONFIGS[config_name]:
+        assert 0.0 <= metrics[name] <= 1.0, name
+    record = read_record(tmp_path / "e2e" / "record.json")
+    assert record["kind"] == "probe" and record["seed"] == 0
+    assert record["metrics"][PROBE_CONFIGS[config_name][0]] == metrics[PROBE_CONFIGS[config_name][0]]
+    assert record["probe"]["layer"] == config.probe.layer and "chance" in record
+    printed = capsys.readouterr().out
+    assert "probe result:" in printed and "layer=" in printed and "lr=" in printed and "epochs=" in printed
+
+
+@pytest.mark.slow
+def test_probe_is_repeatable_on_the_cpu(real_data, tmp_path):
+    overrides = [f"output_dir={tmp_path}", *QUICK]
+    first = run_probe(load_config(CONFIGS / "segmentation_facade.yaml", [*overrides, "name=a"]))
+    second = run_probe(load_config(CONFIGS / "segmentation_facade.yaml", [*overrides, "name=b"]))
+    assert first["miou"] == second["miou"] and first["loss"] == second["loss"]
+
+
+@pytest.mark.slow
+def test_cli_probe_from_a_pretext_checkpoint(real_data, tmp_path, capsys):
+    path, method = save_pretext_checkpoint(tmp_path, "model.encoder=alexnet64", "model.width=0.5",
+                                           "model.norm=batch")
+    code = main(["probe", str(CONFIGS / "classification_tiny_linear.yaml"), f"init={path}",
+                 f"output_dir={tmp_path}", "name=from-ckpt", *QUICK])
+    assert code == 0
+    record = read_record(tmp_path / "from-ckpt" / "record.json")
+    assert record["probe"]["init"] == str(path)
+    # The probe's frozen encoder still holds the pretext weights after training.
+    trained = torch.load(tmp_path / "from-ckpt" / "checkpoints" / "last.pt", weights_only=True)["model"]
+    for name, value in method.encoder.state_dict().items():
+        assert torch.equal(trained[f"encoder.{name}"], value), name
+
+
+def test_cli_refuses_a_checkpoint_of_another_architecture(tmp_path, capsys):
+    path, _ = save_pretext_checkpoint(tmp_path)  # alexnet32
+    code = main(["probe", str(CONFIGS / "classification_tiny_linear.yaml"), f"init={path}",
+                 f"output_dir={tmp_path}", "name=wrong"])
+    assert code == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1
+    assert error.startswith("ssl-ctx: error: checkpoint") and "alexnet32" in error and "alexnet64" in error

@@ -27,7 +27,7 @@ def random_split(count: int = 40, size: int = 32, classes: int = 0, seed: int = 
 
 
 def small_config(tmp_path, *overrides: str) -> Config:
-    return load_config(None, [f"output_dir={tmp_path}", "name=run", "model.encoder=alexnet32",
+    return load_config(None, [f"output_dir={tmp_path}", "name=run", "model.encoder=alexnet32", "model.width=0.25", "model.norm=batch",
                               "model.decoder_widths=[64, 32, 16, 8]", "train.batch_size=8", "train.epochs=2",
                               "train.log_every=2", "train.checkpoint_every=3", "train.progress=false",
                               "train.image_every=0", *overrides])

@@ -74,7 +74,8 @@ def test_weights_that_do_not_fit_are_refused_in_one_line(tmp_path):
 
 
 def test_checkpoint_without_encoder_weights_is_refused(tmp_path):
-    path = save_checkpoint(tmp_path / "empty.pt", {"encoder": "alexnet32", "config": {}, "model": {"head.w": torch.ones(1)}})
+    path = save_checkpoint(tmp_path / "empty.pt",
+                           {"encoder": "alexnet32", "config": {}, "model": {"head.weight": torch.ones(1)}})
     with pytest.raises(UserError) as error:
         load_encoder(str(path), "alexnet32")
     assert "no encoder weights" in assert_one_line(error)

@@ -18,7 +18,7 @@ PROBE_CONFIGS = {
     "classification_tiny_linear.yaml": ("top1",),
     "classification_cifar_linear.yaml": ("top1",),
     "classification_tiny_finetune.yaml": ("top1",),
-    "detection_facade.yaml": ("map_50", "map"),
+    "detection_facade.yaml": ("map50", "map"),
     "segmentation_camvid.yaml": ("miou", "pixel_accuracy"),
     "segmentation_facade.yaml": ("miou", "pixel_accuracy"),
 }

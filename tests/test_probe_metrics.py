@@ -34,10 +34,10 @@ def test_perfect_detections_score_one():
     preds = [detections([[0, 0, 10, 10], [20, 20, 40, 40]], [0.9, 0.8], [0, 1]),
              detections([[5, 5, 30, 25]], [0.7], [1])]
     scores = detection_map(preds, gts, num_classes=3)
-    assert scores["map_50"] == pytest.approx(1.0)
+    assert scores["map50"] == pytest.approx(1.0)
     assert scores["map"] == pytest.approx(1.0)
-    assert scores["class_ap_50"][:2] == pytest.approx([1.0, 1.0])
-    assert math.isnan(scores["class_ap_50"][2])  # a class without ground truth is left out of the mean
+    assert scores["class_ap50"][:2] == pytest.approx([1.0, 1.0])
+    assert math.isnan(scores["class_ap50"][2])  # a class without ground truth is left out of the mean
 
 
 def test_one_of_two_ground_truth_boxes_missed():
@@ -45,7 +45,7 @@ def test_one_of_two_ground_truth_boxes_missed():
     gts = [truth([[0, 0, 10, 10], [20, 20, 40, 40]], [0, 0])]
     preds = [detections([[0, 0, 10, 10]], [0.9], [0])]
     scores = detection_map(preds, gts, num_classes=1)
-    assert scores["map_50"] == pytest.approx(51 / RECALL_POINTS)
+    assert scores["map50"] == pytest.approx(51 / RECALL_POINTS)
     assert scores["map"] == pytest.approx(51 / RECALL_POINTS)
 
 
@@ -53,7 +53,7 @@ def test_false_positive_ranked_first_halves_precision():
     # Ranking: FP (0.9), TP (0.8): precision 1/2 at recall 1, interpolated to every recall point.
     gts = [truth([[0, 0, 10, 10]], [0])]
     preds = [detections([[50, 50, 60, 60], [0, 0, 10, 10]], [0.9, 0.8], [0, 0])]
-    assert detection_map(preds, gts, num_classes=1)["map_50"] == pytest.approx(0.5)
+    assert detection_map(preds, gts, num_classes=1)["map50"] == pytest.approx(0.5)
 
 
 def test_iou_thresholds_of_the_coco_average():
@@ -61,15 +61,15 @@ def test_iou_thresholds_of_the_coco_average():
     gts = [truth([[0, 0, 10, 10]], [0])]
     preds = [detections([[0, 0, 10, 6.2]], [0.9], [0])]
     scores = detection_map(preds, gts, num_classes=1)
-    assert scores["map_50"] == pytest.approx(1.0)
-    assert scores["map_75"] == pytest.approx(0.0)
+    assert scores["map50"] == pytest.approx(1.0)
+    assert scores["map75"] == pytest.approx(0.0)
     assert scores["map"] == pytest.approx(0.3)
 
 
 def test_wrong_class_and_no_detections_score_zero():
     gts = [truth([[0, 0, 10, 10]], [0])]
-    assert detection_map([detections([[0, 0, 10, 10]], [0.9], [1])], gts, num_classes=2)["map_50"] == 0.0
-    assert detection_map([detections([], [], [])], gts, num_classes=2)["map_50"] == 0.0
+    assert detection_map([detections([[0, 0, 10, 10]], [0.9], [1])], gts, num_classes=2)["map50"] == 0.0
+    assert detection_map([detections([], [], [])], gts, num_classes=2)["map50"] == 0.0
 
 
 def test_mean_over_classes_with_ground_truth():
@@ -77,8 +77,8 @@ def test_mean_over_classes_with_ground_truth():
     gts = [truth([[0, 0, 10, 10], [20, 20, 40, 40]], [0, 1])]
     preds = [detections([[0, 0, 10, 10]], [0.9], [0])]
     scores = detection_map(preds, gts, num_classes=2)
-    assert scores["class_ap_50"] == pytest.approx([1.0, 0.0])
-    assert scores["map_50"] == pytest.approx(0.5)
+    assert scores["class_ap50"] == pytest.approx([1.0, 0.0])
+    assert scores["map50"] == pytest.approx(0.5)
 
 
 def test_max_detections_caps_what_counts():
@@ -86,9 +86,9 @@ def test_max_detections_caps_what_counts():
     rows = [[0, 0, 10, 10], [20, 20, 30, 30], [40, 40, 50, 50]]
     gts = [truth(rows, [0, 0, 0])]
     preds = [detections(rows, [0.9, 0.8, 0.7], [0, 0, 0])]
-    assert detection_map(preds, gts, 1, max_detections=3)["map_50"] == pytest.approx(1.0)
+    assert detection_map(preds, gts, 1, max_detections=3)["map50"] == pytest.approx(1.0)
     # Recall 2/3 at precision 1: recall points 0 .. 0.66 (67 of 101).
-    assert detection_map(preds, gts, 1, max_detections=2)["map_50"] == pytest.approx(67 / RECALL_POINTS)
+    assert detection_map(preds, gts, 1, max_detections=2)["map50"] == pytest.approx(67 / RECALL_POINTS)
 
 
 def test_confusion_matrix_and_scores_by_hand():
@@ -126,3 +126,15 @@ def test_majority_baseline():
 def test_top1_correct():
     logits = torch.tensor([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]])
     assert int(top1_correct(logits, torch.tensor([1, 1, 1]))) == 2
+
+
+def test_raised_detection_limit_counts_for_every_threshold():
+    # 120 objects in one image, all found: COCO's 100-detection cap would stop recall at 100/120.
+    rows = [[x * 10, y * 10, x * 10 + 8, y * 10 + 8] for x in range(12) for y in range(10)]
+    gts = [truth(rows, [0] * 120)]
+    preds = [detections(rows, list(np.linspace(1.0, 0.5, 120)), [0] * 120)]
+    raised = detection_map(preds, gts, 1, max_detections=300)
+    assert raised["map"] == pytest.approx(1.0) and raised["map50"] == pytest.approx(1.0)
+    capped = detection_map(preds, gts, 1)
+    # Recall 100/120 = 0.833 at precision 1: recall points 0 .. 0.83 (84 of 101), at every IoU threshold.
+    assert capped["map"] == pytest.approx(84 / RECALL_POINTS) and capped["map50"] == pytest.approx(84 / RECALL_POINTS)

@@ -2,7 +2,9 @@
 
 A batch is gathered from the memory-mapped array with one fancy index (or from a copy already on the GPU),
 moved to the device as uint8, and only there converted to float, cropped, resized and flipped. The order of
-samples depends only on (seed, epoch), and each process of a torchrun job takes its own shard of it.
+samples depends only on (seed, epoch). Process ``rank`` of a torchrun job takes the global positions
+``rank, rank + W, rank + 2W, ...`` of each global batch, with the crops and flips those samples get in a
+single-process run, so the processes together see exactly the single-process batches.
 """
 from __future__ import annotations
 

@@ -92,14 +92,14 @@ class _OpenCVInpaint:
 
 @BASELINES.register("telea")
 class TeleaInpaint(_OpenCVInpaint):
-    """OpenCV fast-marching inpainting (Telea 2004)."""
+    """OpenCV fast-marching inpainting (Telea 2004), radius 3 px by default."""
 
     flag = cv2.INPAINT_TELEA
 
 
 @BASELINES.register("navier_stokes")
 class NavierStokesInpaint(_OpenCVInpaint):
-    """OpenCV Navier-Stokes inpainting (Bertalmio, Bertozzi & Sapiro 2001)."""
+    """OpenCV Navier-Stokes inpainting (Bertalmio, Bertozzi & Sapiro 2001), radius 3 px by default."""
 
     flag = cv2.INPAINT_NS
 
@@ -153,7 +153,9 @@ def hole_free_blocks(mask: np.ndarray) -> np.ndarray:
 
 @BASELINES.register("nearest_neighbour")
 class NearestNeighbourInpaint:
-    """Paste the hole from the search image whose context is nearest (see the module docstring).
+    """Paste the hole from the training image whose context is nearest in HOG (or pixel) space.
+
+    See the module docstring for the exact feature and distance.
 
     Args:
         search_images: uint8 ``(M, H, W, 3)``, the training split at the evaluation size.

@@ -115,7 +115,8 @@ def build_rows(config: Config, device: torch.device) -> dict[str, tuple[Inpainte
         if name == "nearest_neighbour" and search is None:
             search = _split_images(config.data.dataset, config.data.train_split, config.inpaint.image_size,
                                    config.data.limit)
-        rows[name] = (build_baseline(name, search_images=search), "baseline")
+        inpainter = build_baseline(name, search_images=search)
+        rows[name] = (inpainter, "baseline: " + (type(inpainter).__doc__ or name).strip().splitlines()[0])
     for name, path in config.inpaint.checkpoints.items():
         if name in rows:
             raise UserError(f"inpaint.checkpoints row '{name}' has the name of a baseline; rename it")

@@ -132,8 +132,6 @@ def load_pretext_model(path: str | Path, device: torch.device | str = "cpu") -> 
         raise UserError(f"checkpoint '{path}' is a {payload.get('kind', 'unknown')} checkpoint, not a pretext "
                         f"model; pass runs/<name>/checkpoints/last.pt of an `ssl-ctx pretrain` run")
     import_builtins()
-    import ssl_ctx.pretext.inpainting128  # noqa: F401  (registers it even where ssl_ctx.pretext does not import it)
-
     config = load_config(base=payload["config"])
     info = payload.get("data_info")
     if info is not None:

@@ -22,13 +22,12 @@ MODES = ("linear", "finetune")
 
 @dataclass(frozen=True)
 class FeatureShape:
-    """One encoder feature map at the probe's input size: name, channels, height, width, stride (pixels per cell)."""
+    """One encoder feature map at the probe's input size: name, channels, height, width."""
 
     name: str
     channels: int
     height: int
     width: int
-    stride: float
 
 
 def layer_names(encoder: nn.Module) -> list[str]:
@@ -50,14 +49,13 @@ def parse_layers(spec: str, encoder: nn.Module) -> list[str]:
 
 @torch.no_grad()
 def feature_shapes(encoder: nn.Module, input_size: tuple[int, int]) -> dict[str, FeatureShape]:
-    """Every feature map's shape for an input of ``input_size`` (H, W), from one dry run on the CPU copy."""
+    """Every feature map's shape for an input of ``input_size`` (H, W), from one dry run in eval mode."""
     was_training = encoder.training
     encoder.eval()
     device = next(encoder.parameters()).device
     features = encoder(torch.zeros(1, 3, *input_size, device=device))
     encoder.train(was_training)
-    return {name: FeatureShape(name, int(f.shape[1]), int(f.shape[2]), int(f.shape[3]), input_size[0] / f.shape[2])
-            for name, f in features.items()}
+    return {name: FeatureShape(name, int(f.shape[1]), int(f.shape[2]), int(f.shape[3])) for name, f in features.items()}
 
 
 def check_mode(mode: str) -> bool:

@@ -280,8 +280,8 @@ class DetectionProbe(ProbeTask):
                 target = box_target(split, index, height, width, min_side=0.0)
                 truths.append({"boxes": target["boxes"], "labels": target["labels"] - 1})
         scores = detection_map(predictions, truths, self.num_classes, max_detections=DETECTIONS_PER_IMAGE)
-        return {"map_50": scores["map_50"], "map": scores["map"], "map_75": scores["map_75"],
-                "class_ap_50": scores["class_ap_50"], "eval_images": float(len(truths))}
+        return {"map50": scores["map50"], "map": scores["map"], "map75": scores["map75"],
+                "class_ap50": scores["class_ap50"], "eval_images": float(len(truths))}
 
 
 @PROBES.register("detection")
@@ -314,7 +314,7 @@ def run_detection(config: Config, encoder: nn.Module, trainer: Any) -> dict[str,
         "anchor_sizes": list(anchor_sizes(image_size)),
         "num_classes": num_classes,
         "roi_pool": type(task.detector.roi_heads.box_roi_pool).__name__,
-        "chance": {"map_50": 0.0, "map": 0.0},
-        "headline": ["map_50", "map"],
+        "chance": {"map50": 0.0, "map": 0.0},
+        "headline": ["map50", "map"],
     }
     return {"metrics": metrics, "details": details}

@@ -6,7 +6,8 @@ Conventions
   evaluated set (a class absent from both has no defined IoU and is skipped, as in FCN's ``score.py``);
   pixel accuracy is correct pixels / labelled pixels.
 - Detection: COCO-style mAP@[.5:.95] and AP at IoU 0.5 come from one ``pycocotools.cocoeval.COCOeval`` run
-  (101-point interpolated precision, the 100 best detections per image unless raised, all object sizes). The "VOC mAP@0.5"
+  (``evaluate`` + ``accumulate``; its precision array averaged as ``summarize`` does: 101-point interpolated
+  precision, the 100 best detections per image unless raised, all object sizes). The "VOC mAP@0.5"
   reported by the probes is that AP at IoU 0.5 averaged over the classes that have ground truth: the VOC
   criterion (IoU >= 0.5, one match per ground-truth box) with COCO's 101-point interpolation rather than
   VOC 2007's 11 points. Classes without ground-truth boxes are left out of the mean.
@@ -95,8 +96,8 @@ def detection_map(
     predictions[i]: ``boxes (n, 4)`` xyxy in pixels, ``scores (n,)``, ``labels (n,)`` 0-based;
     ground_truths[i]: ``boxes (k, 4)`` xyxy in pixels, ``labels (k,)`` 0-based; one entry per image, same order.
     ``max_detections``: the highest-scoring detections per image that count (COCO's 100 by default).
-    Returns ``map`` (mAP@[.5:.95]), ``map_50`` (AP at IoU 0.5, the VOC criterion), ``map_75``, and
-    ``class_ap_50`` (NaN for classes without ground truth).
+    Returns ``map`` (mAP@[.5:.95]), ``map50`` (AP at IoU 0.5, the VOC criterion), ``map75``, and
+    ``class_ap50`` (NaN for classes without ground truth).
     """
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
@@ -118,11 +119,11 @@ def detection_map(
                                "bbox": [float(v) for v in box], "score": float(score)})
     nan_classes = [float("nan")] * num_classes
     if not annotations:
-        return {"map": 0.0, "map_50": 0.0, "map_75": 0.0, "class_ap_50": nan_classes}
+        return {"map": 0.0, "map50": 0.0, "map75": 0.0, "class_ap50": nan_classes}
     if not detections:  # COCO.loadRes cannot take an empty list; no detection means AP 0 for every class
         present = {a["category_id"] - 1 for a in annotations}
-        return {"map": 0.0, "map_50": 0.0, "map_75": 0.0,
-                "class_ap_50": [0.0 if c in present else float("nan") for c in range(num_classes)]}
+        return {"map": 0.0, "map50": 0.0, "map75": 0.0,
+                "class_ap50": [0.0 if c in present else float("nan") for c in range(num_classes)]}
 
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress and its summary table
         truth_api = COCO()
@@ -131,13 +132,23 @@ def detection_map(
         truth_api.createIndex()
         detection_api = truth_api.loadRes(detections)
         evaluator = COCOeval(truth_api, detection_api, iouType="bbox")
-        # summarize() reads mAP at the third entry; evaluate() sorts the list, so keep it ascending.
+        # evaluate() sorts maxDets; the last entry is the one that counts below.
         evaluator.params.maxDets = [min(1, max_detections), min(10, max_detections), max_detections]
         evaluator.evaluate()
         evaluator.accumulate()
-        evaluator.summarize()
-    # precision: (IoU thresholds, recall thresholds, classes, area ranges, max detections); -1 = no ground truth
-    precision = evaluator.eval["precision"][0, :, :, 0, -1]
-    class_ap_50 = [float(np.mean(p)) if (p > -1).any() else float("nan") for p in precision.T]
-    stats = [max(0.0, float(v)) for v in evaluator.stats[:3]]  # COCOeval writes -1 when nothing can be scored
-    return {"map": stats[0], "map_50": stats[1], "map_75": stats[2], "class_ap_50": class_ap_50}
+    # precision: (IoU thresholds, recall points, classes, area ranges, max detections); -1 = no ground truth.
+    # Averaged as COCOeval.summarize() does, at area "all" and the last maxDets (summarize() itself reads
+    # mAP@[.5:.95] at a hard-coded 100 detections, so it cannot report a raised limit).
+    precision = evaluator.eval["precision"][:, :, :, 0, -1]
+    thresholds = evaluator.params.iouThrs
+
+    def mean_precision(values: np.ndarray) -> float:
+        scored = values[values > -1]
+        return float(scored.mean()) if scored.size else 0.0
+
+    at_50 = precision[np.isclose(thresholds, 0.5)][0]
+    at_75 = precision[np.isclose(thresholds, 0.75)][0]
+    class_ap50 = [mean_precision(at_50[:, k]) if (at_50[:, k] > -1).any() else float("nan")
+                  for k in range(num_classes)]
+    return {"map": mean_precision(precision), "map50": mean_precision(at_50), "map75": mean_precision(at_75),
+            "class_ap50": class_ap50}

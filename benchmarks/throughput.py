@@ -213,7 +213,7 @@ def reference_path(config: Config, files: list[Path], info: DataInfo, device: to
                    ) -> tuple[Callable[[int], torch.Tensor], dict, Callable[[], None]]:
     """A plain loop: DataLoader + PIL + torchvision, fp32, CPU masks, torch.optim.Adam (default implementation)."""
     with contextlib.suppress(ImportError):  # torchvision wheels built for CUDA need this next to a CPU torch
-        from ssl_ctx.probes.torchvision_compat import ensure_torchvision
+        from ssl_ctx.torchvision_compat import ensure_torchvision
 
         ensure_torchvision()
     from torchvision import transforms

@@ -13,7 +13,7 @@ from ssl_ctx.probes.classification import ClassificationProbe
 from ssl_ctx.probes.common import parse_layers, pooled_side
 from ssl_ctx.probes.detection import BoxBatches, DetectionProbe, box_target, grid_sample_roi_align
 from ssl_ctx.probes.segmentation import SegmentationProbe
-from ssl_ctx.probes.torchvision_compat import ensure_torchvision, nms_reference
+from ssl_ctx.torchvision_compat import ensure_torchvision, nms_reference
 
 OPTIM = OptimConfig(lr=1e-2, betas=[0.9, 0.999])
 

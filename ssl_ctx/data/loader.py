@@ -205,12 +205,15 @@ def _prefetch(function, items: list, depth: int = 2) -> Iterator:
 
 
 def loader_for(split: Any, config: Any, device: torch.device, train: bool, rank: int = 0,
-               world_size: int = 1) -> CachedBatchLoader:
-    """A loader with the batch size, input size and augmentation of ``config`` (a :class:`~ssl_ctx.config.Config`)."""
+               world_size: int = 1, **overrides: Any) -> CachedBatchLoader:
+    """A loader with the batch size, input size and augmentation of ``config`` (a :class:`~ssl_ctx.config.Config`);
+    ``overrides`` replace any of :class:`CachedBatchLoader`'s options (e.g. ``hflip=False``)."""
     data = config.data
-    return CachedBatchLoader(split, config.train.batch_size, device, seed=config.train.seed, train=train,
-                             input_size=data.input_size, crop_scale=data.crop_scale, hflip=data.hflip,
-                             rank=rank, world_size=world_size)
+    options = dict(batch_size=config.train.batch_size, device=device, seed=config.train.seed, train=train,
+                   input_size=data.input_size, crop_scale=data.crop_scale, hflip=data.hflip, rank=rank,
+                   world_size=world_size)
+    options.update(overrides)
+    return CachedBatchLoader(split, **options)
 
 
 def load_splits(config: Any) -> tuple[Any, Any]:

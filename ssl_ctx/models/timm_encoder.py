@@ -34,6 +34,9 @@ class TimmEncoder(nn.Module):
 
     def __init__(self, model_name: str, pretrained: bool = False, **kwargs: Any) -> None:
         super().__init__()
+        from ssl_ctx.torchvision_compat import ensure_torchvision
+
+        ensure_torchvision()  # timm imports torchvision, whose CUDA-built wheel cannot load next to a CPU torch
         try:
             import timm  # deferred: importing timm (and torchvision) costs seconds
         except (ImportError, RuntimeError) as err:  # RuntimeError: torchvision built for another torch

@@ -18,6 +18,7 @@ from ssl_ctx.config import Config, OptimConfig
 from ssl_ctx.engine.distributed import all_reduce_mean
 from ssl_ctx.engine.optim import build_optimizer, optimize
 from ssl_ctx.models import build_encoder
+from ssl_ctx.pretext.losses import discriminator_loss, generator_adversarial_loss
 from ssl_ctx.registry import ENCODERS
 
 
@@ -104,6 +105,31 @@ class PretextMethod(nn.Module):
 
     def evaluate_batch(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
         return {name: value.detach() for name, value in self.losses(batch, generator).items()}
+
+    # ----------------------------------------------------------------- adversarial (joint) training
+
+    def adversarial_optimizers(self, generator_params: list[nn.Parameter],
+                               optim: OptimConfig) -> dict[str, torch.optim.Optimizer]:
+        """Generator and discriminator optimisers; the generator's lr is 10x when 0 < λ_rec < 1 (released code)."""
+        method = self.config.method
+        scale = method.generator_lr_multiplier if 0 < method.lambda_rec < 1 else 1.0
+        device_type = self._device_type()
+        return {"generator": build_optimizer(generator_params, optim, lr_scale=scale, device_type=device_type),
+                "discriminator": build_optimizer(self.discriminator.parameters(), optim, device_type=device_type)}
+
+    def adversarial_step(self, real: torch.Tensor, fake: torch.Tensor, loss_rec: torch.Tensor,
+                         optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, torch.Tensor]:
+        """One discriminator step (``real`` vs ``fake``), then one generator step on the joint loss
+        ``λ_rec · loss_rec + λ_adv · L_adv`` (standard GAN BCE; the discriminator never sees the context alone)."""
+        method = self.config.method
+        loss_d = discriminator_loss(self.discriminator(real), self.discriminator(fake.detach()))
+        optimize(loss_d, optimizers["discriminator"])
+        loss_adv = generator_adversarial_loss(self.discriminator(fake))
+        loss = method.lambda_rec * loss_rec + method.lambda_adv * loss_adv
+        # The discriminator's weights also receive gradients here; its next zero_grad clears them.
+        optimize(loss, optimizers["generator"])
+        return {"loss": loss.detach(), "loss_rec": loss_rec.detach(), "loss_adv": loss_adv.detach(),
+                "loss_discriminator": loss_d.detach()}
 
     def checkpoint_metadata(self) -> dict[str, Any]:
         return {"kind": "pretext", "method": self.name, "encoder": self.config.model.encoder,

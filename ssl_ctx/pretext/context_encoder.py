@@ -8,12 +8,10 @@ the released code.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from ssl_ctx.config import Config, OptimConfig
 from ssl_ctx.errors import UserError
 from ssl_ctx.engine.distributed import shard_of_global_draw
-from ssl_ctx.engine.optim import build_optimizer, optimize
 from ssl_ctx.masks import apply_mask, fill_value, make_masks
 from ssl_ctx.models import ChannelwiseBottleneck, Discriminator, UpconvDecoder
 from ssl_ctx.pretext.base import DataInfo, PretextMethod
@@ -101,33 +99,15 @@ class ContextEncoder(PretextMethod):
     def configure_optimizers(self, optim: OptimConfig) -> dict[str, torch.optim.Optimizer]:
         if self.discriminator is None:
             return super().configure_optimizers(optim)
-        method = self.config.method
-        scale = method.generator_lr_multiplier if 0 < method.lambda_rec < 1 else 1.0
         generator_params = [p for name, p in self.named_parameters() if not name.startswith("discriminator.")]
-        device_type = self._device_type()
-        return {"generator": build_optimizer(generator_params, optim, lr_scale=scale, device_type=device_type),
-                "discriminator": build_optimizer(self.discriminator.parameters(), optim, device_type=device_type)}
+        return self.adversarial_optimizers(generator_params, optim)
 
     def train_step(self, batch: dict[str, torch.Tensor], optimizers: dict[str, torch.optim.Optimizer],
                    step: int) -> dict[str, torch.Tensor]:
         if self.discriminator is None:
             return super().train_step(batch, optimizers, step)
-        method = self.config.method
         images = batch["image"]
         input_mask, loss_mask = self.masks(images, self.step_generator(step, images.device))
         output, _ = self.reconstruct(images, input_mask)
         completed = torch.where(loss_mask, output, images)  # the discriminator sees the filled-in image
-
-        real_logits = self.discriminator(images)
-        fake_logits = self.discriminator(completed.detach())
-        loss_d = (F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
-                  + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits)))
-        optimize(loss_d, optimizers["discriminator"])
-
-        fooled_logits = self.discriminator(completed)
-        loss_adv = F.binary_cross_entropy_with_logits(fooled_logits, torch.ones_like(fooled_logits))
-        loss_rec = masked_l2(output, images, loss_mask)
-        loss = method.lambda_rec * loss_rec + method.lambda_adv * loss_adv
-        optimize(loss, optimizers["generator"])
-        return {"loss": loss.detach(), "loss_rec": loss_rec.detach(), "loss_adv": loss_adv.detach(),
-                "loss_discriminator": loss_d.detach()}
+        return self.adversarial_step(images, completed, masked_l2(output, images, loss_mask), optimizers)

@@ -24,11 +24,10 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ssl_ctx.config import Config, OptimConfig
-from ssl_ctx.engine.optim import build_optimizer, optimize
+from ssl_ctx.engine.optim import build_optimizer
 from ssl_ctx.errors import UserError
 from ssl_ctx.masks import apply_mask, fill_value
 from ssl_ctx.models import InpaintingGenerator128, inpainting_discriminator, overlap_weight_map
@@ -146,38 +145,18 @@ class Inpainting128(PretextMethod):
     # --------------------------------------------------------------------------------- adversarial
 
     def configure_optimizers(self, optim: OptimConfig) -> dict[str, torch.optim.Optimizer]:
-        device_type = self._device_type()
         if self.discriminator is None:
-            return {"model": build_optimizer(self.generator.parameters(), optim, device_type=device_type)}
-        method = self.config.method
-        scale = method.generator_lr_multiplier if 0 < method.lambda_rec < 1 else 1.0
-        return {"generator": build_optimizer(self.generator.parameters(), optim, lr_scale=scale,
-                                             device_type=device_type),
-                "discriminator": build_optimizer(self.discriminator.parameters(), optim, device_type=device_type)}
+            return {"model": build_optimizer(self.generator.parameters(), optim, device_type=self._device_type())}
+        return self.adversarial_optimizers(list(self.generator.parameters()), optim)
 
     def train_step(self, batch: dict[str, torch.Tensor], optimizers: dict[str, torch.optim.Optimizer],
                    step: int) -> dict[str, torch.Tensor]:
         if self.discriminator is None:
             return super().train_step(batch, optimizers, step)
-        method = self.config.method
         images = batch["image"]
-        real = self.centre_of(images)
         centre, _ = self.predict(images)
-
-        real_logits = self.discriminator(real)
-        fake_logits = self.discriminator(centre.detach())
-        loss_d = (F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
-                  + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits)))
-        optimize(loss_d, optimizers["discriminator"])
-
-        fooled_logits = self.discriminator(centre)
-        loss_adv = F.binary_cross_entropy_with_logits(fooled_logits, torch.ones_like(fooled_logits))
-        loss_rec = self.reconstruction_loss(centre, images)
-        loss = method.lambda_rec * loss_rec + method.lambda_adv * loss_adv
-        # The discriminator's weights also receive gradients here; they are cleared by its next zero_grad.
-        optimize(loss, optimizers["generator"])
-        return {"loss": loss.detach(), "loss_rec": loss_rec.detach(), "loss_adv": loss_adv.detach(),
-                "loss_discriminator": loss_d.detach()}
+        return self.adversarial_step(self.centre_of(images), centre, self.reconstruction_loss(centre, images),
+                                     optimizers)
 
     def checkpoint_metadata(self) -> dict[str, Any]:
         """The base's, with the encoder under ``generator.encoder.`` and the data facts needed to rebuild."""

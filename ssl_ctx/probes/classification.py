@@ -19,6 +19,7 @@ from ssl_ctx.config import Config
 from ssl_ctx.engine.optim import optimize
 from ssl_ctx.errors import UserError
 from ssl_ctx.probes.common import (
+    annotated_splits,
     ProbeTask,
     check_mode,
     feature_shapes,
@@ -94,15 +95,9 @@ class ClassificationProbe(ProbeTask):
 @PROBES.register("classification")
 def run_classification(config: Config, encoder: nn.Module, trainer: Any) -> dict[str, Any]:
     """Train the probe on ``data.train_split`` and measure top-1 on ``data.eval_split``."""
-    from ssl_ctx.data.loader import load_splits
-
     finetune = check_mode(config.probe.mode)
     (layer,) = _one_layer(config.probe.layer, encoder)
-    train_split, eval_split = load_splits(config)
-    for split in (train_split, eval_split):
-        if split.labels is None:
-            raise UserError(f"{config.data.dataset}/{split.split} has no class labels; the classification probe "
-                            f"needs a labelled dataset such as tiny-imagenet-200 or cifar10")
+    train_split, eval_split = annotated_splits(config, "labels", "classification", "tiny-imagenet-200 or cifar10")
     input_size = input_size_of(config, train_split)
     num_classes = num_classes_of(config, train_split)
     task = ClassificationProbe(encoder, layer, num_classes, input_size, config.probe.pooled_features, finetune,

@@ -122,17 +122,28 @@ def num_classes_of(config: Config, split: Any) -> int:
 
 
 def trainer_loaders(config: Config, trainer: Any, train_split: Any, eval_split: Any, **overrides: Any) -> tuple:
-    """(train loader, eval loader) on the trainer's device, sharded like the trainer."""
-    from ssl_ctx.data.loader import CachedBatchLoader
+    """(train loader sharded like the trainer, eval loader over the whole split) on the trainer's device.
 
-    data = config.data
+    ``overrides`` replace the train loader's augmentation options (``crop_scale``, ``hflip``).
+    """
+    from ssl_ctx.data.loader import loader_for
+
     process = trainer.process
-    common = dict(batch_size=config.train.batch_size, device=trainer.device, seed=config.train.seed,
-                  input_size=data.input_size, rank=process.rank, world_size=process.world_size)
-    train_options = dict(crop_scale=data.crop_scale, hflip=data.hflip)
-    train_options.update(overrides)
-    train_loader = CachedBatchLoader(train_split, train=True, **common, **train_options)
-    # Evaluation sees every image once, in order, on the main process only (metrics are exact, not sharded).
-    eval_common = dict(common, rank=0, world_size=1)
-    eval_loader = CachedBatchLoader(eval_split, train=False, drop_last=False, **eval_common)
+    train_loader = loader_for(train_split, config, trainer.device, True, process.rank, process.world_size, **overrides)
+    # Evaluation sees every image once, in order, unsharded: every process computes the same exact metrics
+    # (the main one records them).
+    eval_loader = loader_for(eval_split, config, trainer.device, False, drop_last=False)
     return train_loader, eval_loader
+
+
+def annotated_splits(config: Config, annotation: str, probe: str, examples: str) -> tuple[Any, Any]:
+    """(train, eval) splits of ``config.data``, refusing in one line a dataset without ``annotation``
+    (``labels``, ``label_maps`` or ``boxes``) that the ``probe`` needs."""
+    from ssl_ctx.data.loader import load_splits
+
+    splits = load_splits(config)
+    for split in splits:
+        if getattr(split, annotation) is None:
+            raise UserError(f"{config.data.dataset}/{split.split} has no {annotation.replace('_', ' ')}; "
+                            f"the {probe} probe needs a dataset with them such as {examples}")
+    return splits

@@ -153,7 +153,7 @@ def anchor_sizes(image_size: int) -> tuple[int, ...]:
 def build_detector(encoder: nn.Module, layer: str, num_classes: int, image_size: int, frozen: bool,
                    score_threshold: float = 0.0) -> nn.Module:
     """torchvision ``FasterRCNN`` on one encoder map; ``num_classes`` excludes background."""
-    from ssl_ctx.probes.torchvision_compat import ensure_torchvision
+    from ssl_ctx.torchvision_compat import ensure_torchvision
 
     ensure_torchvision()
     from torchvision.models.detection import FasterRCNN

@@ -52,15 +52,8 @@ def load_encoder(init: str, encoder_name: str, **encoder_kwargs: Any) -> nn.Modu
     from ssl_ctx.models import build_encoder, gaussian_init_
 
     if init == RANDOM:
-        if encoder_name.startswith(TIMM_PREFIX):
-            from ssl_ctx.probes.torchvision_compat import ensure_torchvision
-
-            ensure_torchvision()
         return gaussian_init_(build_encoder(encoder_name, **encoder_kwargs))
     if init.startswith(TIMM_PREFIX):
-        from ssl_ctx.probes.torchvision_compat import ensure_torchvision
-
-        ensure_torchvision()
         # ``encoder_kwargs`` describe model.encoder (e.g. AlexNet's norm), not the timm model: not passed on.
         return build_encoder(init)
     return load_checkpoint_encoder(init, encoder_name)

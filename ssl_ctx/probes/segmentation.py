@@ -22,6 +22,7 @@ from ssl_ctx.config import Config
 from ssl_ctx.engine.optim import optimize
 from ssl_ctx.errors import UserError
 from ssl_ctx.probes.common import (
+    annotated_splits,
     ProbeTask,
     check_mode,
     feature_shapes,
@@ -110,15 +111,9 @@ class SegmentationProbe(ProbeTask):
 @PROBES.register("segmentation")
 def run_segmentation(config: Config, encoder: nn.Module, trainer: Any) -> dict[str, Any]:
     """Train the FCN head (and the encoder when fine-tuning) on label maps; mIoU on ``data.eval_split``."""
-    from ssl_ctx.data.loader import load_splits
-
     finetune = check_mode(config.probe.mode)
     layers = parse_layers(config.probe.layer, encoder)
-    train_split, eval_split = load_splits(config)
-    for split in (train_split, eval_split):
-        if split.label_maps is None:
-            raise UserError(f"{config.data.dataset}/{split.split} has no label maps; the segmentation probe "
-                            f"needs camvid or cmp-facade")
+    train_split, eval_split = annotated_splits(config, "label_maps", "segmentation", "camvid or cmp-facade")
     input_size = input_size_of(config, train_split)
     num_classes = num_classes_of(config, train_split)
     task = SegmentationProbe(encoder, layers, num_classes, input_size, finetune, config.model.encoder)

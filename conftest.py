@@ -31,3 +31,12 @@ def real_data(real_data_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) ->
     for key, value in real_data_env.items():
         monkeypatch.setenv(key, value)
     return real_data_env
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty data folder and a private cache under ``tmp_path``, set as SSL_CTX_DATA / SSL_CTX_CACHE."""
+    (tmp_path / "data").mkdir()
+    monkeypatch.setenv("SSL_CTX_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("SSL_CTX_CACHE", str(tmp_path / "cache"))
+    return tmp_path

@@ -26,14 +26,6 @@ def add_link(tar: tarfile.TarFile, name: str, target: str, hard: bool = False) -
     tar.addfile(info)
 
 
-@pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    (tmp_path / "data").mkdir()
-    monkeypatch.setenv("SSL_CTX_DATA", str(tmp_path / "data"))
-    monkeypatch.setenv("SSL_CTX_CACHE", str(tmp_path / "cache"))
-    return tmp_path
-
-
 def test_unsafe_reason_rules() -> None:
     assert unsafe_reason("a/b/c.jpg") is None
     assert unsafe_reason("./a/b.jpg") is None

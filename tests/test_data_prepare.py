@@ -68,14 +68,6 @@ def warnings_of(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and r.name == "ssl_ctx.data"]
 
 
-@pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    (tmp_path / "data").mkdir()
-    monkeypatch.setenv("SSL_CTX_DATA", str(tmp_path / "data"))
-    monkeypatch.setenv("SSL_CTX_CACHE", str(tmp_path / "cache"))
-    return tmp_path
-
-
 def cifar_jpeg_files(per_class: int = 3, classes: tuple[str, ...] = ("cat", "dog")) -> dict[str, bytes]:
     files = {}
     for split, count in (("train", per_class), ("test", 1)):

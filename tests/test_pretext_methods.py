@@ -81,3 +81,4 @@ def test_pretrain_end_to_end_on_real_images(real_data, tmp_path):
     assert record["config"]["data"]["dataset"] == "tiny-imagenet-200" and record["git_commit"]
     assert (run_dir / "checkpoints" / "last.pt").exists() and (run_dir / "config.yaml").exists()
     assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    assert list((run_dir / "images").glob("step*.png"))  # masked input | output | original

@@ -17,7 +17,6 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from ssl_ctx.config import Config, load_config, save_config
 from ssl_ctx.errors import UserError

@@ -21,10 +21,18 @@ class RunLogger:
             for name, value in values.items():
                 self._writer.add_scalar(f"{prefix}/{name}", value, step)
 
-    def image(self, name: str, image: torch.Tensor, step: int) -> None:
-        """image: ``(3, H, W)`` float in ``[0, 1]``."""
-        if self._writer is not None:
-            self._writer.add_image(name, image.detach().float().clamp(0, 1).cpu(), step)
+    def image(self, name: str, image: torch.Tensor, step: int, png: Path | None = None) -> None:
+        """image: ``(3, H, W)`` float in ``[0, 1]``; also written to ``png`` for people without TensorBoard."""
+        if self._writer is None:
+            return
+        image = image.detach().float().clamp(0, 1).cpu()
+        self._writer.add_image(name, image, step)
+        if png is not None:
+            from PIL import Image
+
+            png.parent.mkdir(parents=True, exist_ok=True)
+            pixels = (image.permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
+            Image.fromarray(pixels).save(png)
 
     def close(self) -> None:
         if self._writer is not None:

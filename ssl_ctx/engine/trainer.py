@@ -226,7 +226,8 @@ class Trainer:
         with torch.no_grad(), self.autocast():
             grid = task.image_grid(batch)
         if grid is not None:
-            self.logger.image("images/masked_input|output|original", grid, step)
+            self.logger.image("images/masked_input|output|original", grid, step,
+                              png=self.run_dir / "images" / f"step{step:07d}.png")
 
 
 def _normalised(state: dict[str, Any], steps_per_epoch: int) -> dict[str, Any]:

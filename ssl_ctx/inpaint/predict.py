@@ -32,32 +32,27 @@ REGION_TO_MASK = {"center": "central", "block": "random_block", "random": "rando
 # ---------------------------------------------------------------------------------------------- io
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """uint8 ``(H, W, 3)`` RGB of an image file (EXIF orientation applied); UserError when it cannot be read."""
+def _open_image(path: str | Path, what: str, mode: str, fix: str) -> np.ndarray:
+    """The file at ``path`` converted to PIL ``mode`` (EXIF orientation applied); one UserError line otherwise."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"image '{path}' does not exist")
+        raise UserError(f"{what} '{path}' does not exist")
     try:
         with Image.open(path) as image:
-            image = ImageOps.exif_transpose(image)
-            return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
+            return np.asarray(ImageOps.exif_transpose(image).convert(mode)).copy()
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise UserError(f"cannot read image '{path}' ({reason}); pass a PNG, JPEG or other image file") from None
+        raise UserError(f"cannot read {what} '{path}' ({reason}); {fix}") from None
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """uint8 ``(H, W, 3)`` RGB of an image file (EXIF orientation applied); UserError when it cannot be read."""
+    return _open_image(path, "image", "RGB", "pass a PNG, JPEG or other image file").astype(np.uint8)
 
 
 def read_mask(path: str | Path, height: int, width: int) -> np.ndarray:
     """bool ``(H, W)``, True where the mask image is non-zero; it must be ``height x width``."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"mask '{path}' does not exist")
-    try:
-        with Image.open(path) as image:
-            image = ImageOps.exif_transpose(image)
-            mask = np.asarray(image.convert("L")) > 0
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise UserError(f"cannot read mask '{path}' ({reason}); pass a PNG whose non-zero pixels mark the hole") from None
+    mask = _open_image(path, "mask", "L", "pass a PNG whose non-zero pixels mark the hole") > 0
     if mask.shape != (height, width):
         raise UserError(f"mask '{path}' is {mask.shape[1]}x{mask.shape[0]} (WxH) but the image is {width}x{height}; "
                         f"the mask must have the image's size")

@@ -1,0 +1,32 @@
+"""Every config we ship loads without an unknown key, and every cell of every bench config resolves."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ssl_ctx.bench.runner import cells, configs_root, pretext_config, probe_config
+from ssl_ctx.config import load_config
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+ALL = sorted(CONFIGS.rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", ALL, ids=[str(p.relative_to(CONFIGS)) for p in ALL])
+def test_config_loads(path):
+    config = load_config(path)
+    assert config.name
+
+
+@pytest.mark.parametrize("path", sorted((CONFIGS / "bench").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_bench_cell_resolves(path, tmp_path):
+    bench = load_config(path, [f"output_dir={tmp_path}"])
+    root = configs_root(path)
+    for cell in cells(bench):
+        if cell.probe is None:
+            config = pretext_config(bench, cell, root)
+            assert config.method.name == cell.method and config.train.seed == cell.seed
+        else:
+            config = probe_config(bench, cell, root, tmp_path / "last.pt")
+            assert config.probe.init == str(tmp_path / "last.pt") and config.tags["probe"] == cell.probe
+        assert config.run_dir == cell.run_dir(bench.run_dir)

@@ -20,7 +20,8 @@ from pathlib import Path
 
 from ssl_ctx.config import Config, load_config, save_config
 from ssl_ctx.errors import UserError
-from ssl_ctx.results.records import RECORD_NAME, write_json_atomic
+from ssl_ctx.files import write_json_atomic
+from ssl_ctx.results.records import RECORD_NAME
 
 ERROR_NAME = "error.json"
 _PROBE_KEYS = ("config", "metric")  # keys of a probe entry that are not config overrides

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from ssl_ctx.errors import UserError
+from ssl_ctx.files import write_json_atomic
 
 try:  # POSIX only; elsewhere builds are not serialised between processes.
     import fcntl
@@ -53,12 +54,6 @@ def size_tag(size: tuple[int, int], limit: int | None) -> str:
 
 def is_complete(cache_dir: Path) -> bool:
     return (cache_dir / META_FILE).is_file()
-
-
-def write_json_atomic(path: Path, values: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    tmp.write_text(json.dumps(values, indent=1) + "\n")
-    os.replace(tmp, path)
 
 
 def make_dirs(path: Path) -> Path:

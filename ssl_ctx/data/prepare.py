@@ -44,8 +44,8 @@ from ssl_ctx.data.cache import (
     is_complete,
     locked,
     size_tag,
-    write_json_atomic,
 )
+from ssl_ctx.files import write_json_atomic
 from ssl_ctx.data.datasets import (
     BUILTIN,
     IMAGEFOLDER_DEFAULT_SIZE,

@@ -16,6 +16,7 @@ from ssl_ctx.models.channelwise_fc import ChannelwiseBottleneck, ChannelwiseFC
 from ssl_ctx.models.decoder import UpconvDecoder
 from ssl_ctx.models.discriminator import Discriminator
 from ssl_ctx.models.init import apply_init, gaussian_init_
+from ssl_ctx.models.shapes import FeatureShape, feature_shapes, last_feature_shape
 from ssl_ctx.models.inpainting import (
     InpaintingEncoder128,
     InpaintingGenerator128,
@@ -52,6 +53,7 @@ __all__ = [
     "ChannelwiseBottleneck",
     "ChannelwiseFC",
     "Discriminator",
+    "FeatureShape",
     "InpaintingEncoder128",
     "InpaintingGenerator128",
     "TIMM_PREFIX",
@@ -60,7 +62,9 @@ __all__ = [
     "apply_init",
     "build_encoder",
     "encoder_names",
+    "feature_shapes",
     "gaussian_init_",
     "inpainting_discriminator",
+    "last_feature_shape",
     "overlap_weight_map",
 ]

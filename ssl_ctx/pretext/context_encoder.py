@@ -13,22 +13,10 @@ from ssl_ctx.config import Config, OptimConfig
 from ssl_ctx.errors import UserError
 from ssl_ctx.engine.distributed import shard_of_global_draw
 from ssl_ctx.masks import apply_mask, fill_value, make_masks
-from ssl_ctx.models import ChannelwiseBottleneck, Discriminator, UpconvDecoder
+from ssl_ctx.models import ChannelwiseBottleneck, Discriminator, UpconvDecoder, last_feature_shape
 from ssl_ctx.pretext.base import DataInfo, PretextMethod
 from ssl_ctx.pretext.losses import masked_l2
 from ssl_ctx.registry import PRETEXT_METHODS
-
-
-def last_feature_map_shape(encoder: torch.nn.Module, input_size: tuple[int, int]) -> tuple[str, int, int, int]:
-    """(name, channels, height, width) of the encoder's deepest map for this input size (one dry run)."""
-    was_training = encoder.training
-    encoder.eval()
-    with torch.no_grad():
-        features = encoder(torch.zeros(1, 3, *input_size))
-    encoder.train(was_training)
-    name = encoder.feature_info[-1]["module"]
-    _, channels, height, width = features[name].shape
-    return name, channels, height, width
 
 
 def side_by_side(*rows: torch.Tensor, limit: int = 8) -> torch.Tensor:
@@ -46,7 +34,8 @@ class ContextEncoder(PretextMethod):
     def __init__(self, config: Config, data: DataInfo) -> None:
         super().__init__(config, data)
         model = config.model
-        self.feature_name, channels, height, width = last_feature_map_shape(self.encoder, data.input_size)
+        deepest = last_feature_shape(self.encoder, data.input_size)
+        self.feature_name, channels, height, width = deepest.name, deepest.channels, deepest.height, deepest.width
         if height != width:
             raise UserError(f"the channel-wise FC needs a square feature map, but {model.encoder} gives "
                             f"{height}x{width} for input {data.input_size}; set data.input_size to a square size")

@@ -7,8 +7,8 @@ from torch import nn
 
 from ssl_ctx.config import Config
 from ssl_ctx.errors import UserError
+from ssl_ctx.models import last_feature_shape
 from ssl_ctx.pretext.base import DataInfo, PretextMethod
-from ssl_ctx.pretext.context_encoder import last_feature_map_shape
 from ssl_ctx.registry import PRETEXT_METHODS
 
 
@@ -24,9 +24,10 @@ class Supervised(PretextMethod):
         if not data.num_classes:
             raise UserError(f"method 'supervised' needs class labels, but dataset '{config.data.dataset}' "
                             f"has none; use a labelled dataset such as tiny-imagenet-200")
-        self.feature_name, channels, height, width = last_feature_map_shape(self.encoder, data.input_size)
-        self.classifier = nn.Sequential(nn.Flatten(), nn.Dropout(0.5), nn.Linear(channels * height * width,
-                                                                                   data.num_classes))
+        deepest = last_feature_shape(self.encoder, data.input_size)
+        self.feature_name = deepest.name
+        features = deepest.channels * deepest.height * deepest.width
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Dropout(0.5), nn.Linear(features, data.num_classes))
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.encoder(images)[self.feature_name])

@@ -18,11 +18,11 @@ from torch import nn
 from ssl_ctx.config import Config
 from ssl_ctx.engine.optim import optimize
 from ssl_ctx.errors import UserError
+from ssl_ctx.models import feature_shapes
 from ssl_ctx.probes.common import (
     annotated_splits,
     ProbeTask,
     check_mode,
-    feature_shapes,
     input_size_of,
     num_classes_of,
     parse_layers,

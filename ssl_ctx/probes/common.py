@@ -7,7 +7,6 @@ A probe task is an ``nn.Module`` following the training contract (``configure_op
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -18,16 +17,6 @@ from ssl_ctx.engine.optim import build_optimizer
 from ssl_ctx.errors import UserError, suggest
 
 MODES = ("linear", "finetune")
-
-
-@dataclass(frozen=True)
-class FeatureShape:
-    """One encoder feature map at the probe's input size: name, channels, height, width."""
-
-    name: str
-    channels: int
-    height: int
-    width: int
 
 
 def layer_names(encoder: nn.Module) -> list[str]:
@@ -45,17 +34,6 @@ def parse_layers(spec: str, encoder: nn.Module) -> list[str]:
             raise UserError(f"probe.layer '{name}' is not a feature map of this encoder{suggest(name, known)}; "
                             f"known: {', '.join(known)}")
     return layers
-
-
-@torch.no_grad()
-def feature_shapes(encoder: nn.Module, input_size: tuple[int, int]) -> dict[str, FeatureShape]:
-    """Every feature map's shape for an input of ``input_size`` (H, W), from one dry run in eval mode."""
-    was_training = encoder.training
-    encoder.eval()
-    device = next(encoder.parameters()).device
-    features = encoder(torch.zeros(1, 3, *input_size, device=device))
-    encoder.train(was_training)
-    return {name: FeatureShape(name, int(f.shape[1]), int(f.shape[2]), int(f.shape[3])) for name, f in features.items()}
 
 
 def check_mode(mode: str) -> bool:

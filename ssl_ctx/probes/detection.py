@@ -39,10 +39,10 @@ from torch import Tensor, nn
 from ssl_ctx.config import Config
 from ssl_ctx.engine.optim import optimize
 from ssl_ctx.errors import UserError
+from ssl_ctx.models import feature_shapes
 from ssl_ctx.probes.common import (
     ProbeTask,
     check_mode,
-    feature_shapes,
     input_size_of,
     num_classes_of,
     parse_layers,

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from ssl_ctx.config import Config, config_to_dict
+from ssl_ctx.files import write_json_atomic
 
 RECORD_NAME = "record.json"
 _PACKAGES = ("ssl-ctx", "torch", "torchvision", "timm", "numpy", "scikit-learn", "pycocotools", "opencv-python-headless")
@@ -49,15 +50,6 @@ def device_description(device: torch.device | str | None = None) -> str:
     if device.type == "cuda":
         return f"cuda: {torch.cuda.get_device_name(device)}"
     return f"cpu: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}"
-
-
-def write_json_atomic(path: str | os.PathLike, payload: Any) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False, default=str))
-    os.replace(tmp, path)
-    return path
 
 
 def write_record(run_dir: str | os.PathLike, kind: str, metrics: dict[str, Any], config: Config,

@@ -14,7 +14,8 @@ import pandas as pd
 
 from ssl_ctx.errors import UserError
 from ssl_ctx.results.paper import PAPER_FEATURE_LEARNING, PAPER_TASK_NAMES
-from ssl_ctx.results.records import RECORD_NAME, git_commit, write_json_atomic
+from ssl_ctx.files import write_json_atomic
+from ssl_ctx.results.records import RECORD_NAME, git_commit
 
 # The metric a probe's column shows unless its bench entry names another.
 PRIMARY_METRIC = {"classification": "top1", "detection": "map50", "segmentation": "miou"}

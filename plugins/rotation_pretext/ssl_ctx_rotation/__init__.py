@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ssl_ctx.config import Config
+from ssl_ctx.models import last_feature_shape
 from ssl_ctx.pretext import DataInfo, PretextMethod
-from ssl_ctx.pretext.context_encoder import last_feature_map_shape
 from ssl_ctx.registry import PRETEXT_METHODS
 
 ROTATIONS = 4
@@ -26,8 +26,9 @@ class RotationPrediction(PretextMethod):
 
     def __init__(self, config: Config, data: DataInfo) -> None:
         super().__init__(config, data)
-        self.feature_name, channels, _, _ = last_feature_map_shape(self.encoder, data.input_size)
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, ROTATIONS))
+        deepest = last_feature_shape(self.encoder, data.input_size)
+        self.feature_name = deepest.name
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(deepest.channels, ROTATIONS))
 
     def rotate(self, images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """(rotated images, rotation index): one random multiple of 90 degrees per sample, no host sync."""

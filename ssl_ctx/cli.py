@@ -10,6 +10,7 @@ from ssl_ctx.errors import UserError
 
 CONFIG_HELP = "YAML config file (see configs/); any key can be overridden after it as section.key=value"
 OVERRIDES_HELP = "dotted overrides, e.g. train.epochs=2 data.limit=5000 name=my-run"
+STOPPED_EARLY = 3  # exit status of a bench stopped by --stop-after (or with a failed cell): run it again
 
 
 def _load(args: argparse.Namespace, shorthands: dict[str, str] | None = None):
@@ -47,16 +48,18 @@ def cmd_probe(args: argparse.Namespace) -> None:
     run_probe(_load(args, {"init": "probe.init"}), resume=args.resume)
 
 
-def cmd_bench(args: argparse.Namespace) -> None:
+def cmd_bench(args: argparse.Namespace) -> int:
     from ssl_ctx.bench.runner import run_bench
 
-    run_bench(_load(args), config_path=args.config, overrides=args.overrides)
+    complete = run_bench(_load(args), config_path=args.config, overrides=args.overrides, stop_after=args.stop_after)
+    return 0 if complete else STOPPED_EARLY
 
 
 def cmd_table(args: argparse.Namespace) -> None:
     from ssl_ctx.results.tables import table_command
 
-    table_command(args.runs_dir, output=args.output, paper=args.paper)
+    table_command(args.runs_dir, output=args.output, paper=args.paper, baseline=args.baseline or None,
+                  overwrite=args.overwrite)
 
 
 def cmd_list(args: argparse.Namespace) -> None:
@@ -111,12 +114,20 @@ def build_parser() -> argparse.ArgumentParser:
     pretrain.add_argument("--resume", action="store_true", help="continue the run's last checkpoint")
     probe = verb("probe", cmd_probe, "measure an encoder on a downstream task (init=random | timm:<name> | CKPT)")
     probe.add_argument("--resume", action="store_true", help="continue the run's last checkpoint")
-    verb("bench", cmd_bench, "run methods x probes x seeds from a bench config and print the comparison table")
+    bench = verb("bench", cmd_bench, "run methods x probes x seeds from a bench config and print the comparison table")
+    bench.add_argument("--stop-after", type=float, metavar="SECONDS",
+                       help="stop after this long (a running training cell checkpoints first) and exit with status "
+                            f"{STOPPED_EARLY}; the same command continues where it stopped")
 
-    table = verb("table", cmd_table, "make mean ± std tables and a figure from run records", with_config=False)
+    table = verb("table", cmd_table, "make mean ± std tables, differences with confidence intervals and figures "
+                                     "from run records", with_config=False)
     table.add_argument("runs_dir", help="folder holding run records (record.json files), e.g. runs/bench-quick")
-    table.add_argument("-o", "--output", help="folder for the tables and figure (default: RUNS_DIR/tables)")
+    table.add_argument("-o", "--output", help="folder for the tables and figures (default: RUNS_DIR/tables)")
     table.add_argument("--paper", action="store_true", help="show the paper's published numbers beside ours")
+    table.add_argument("--baseline", default="random_init",
+                       help="method the differences (Δ, Welch's t-test) are taken from (default: random_init; "
+                            "'' for none)")
+    table.add_argument("--overwrite", action="store_true", help="replace tables already in the output folder")
 
     verb("list", cmd_list, "list registered pretext methods, encoders and probes", with_config=False)
     verb("eval-inpaint", cmd_eval_inpaint, "inpainting table (mean L1, mean L2, PSNR) of models and baselines")
@@ -136,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.handler(args)
+        status = args.handler(args) or 0
     except UserError as err:
         print(f"ssl-ctx: error: {err}", file=sys.stderr)
         return 2
@@ -148,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from ssl_ctx.engine.distributed import cleanup
 
             cleanup()
-    return 0
+    return status
 
 
 if __name__ == "__main__":

@@ -46,16 +46,21 @@ class MaskConfig:
     type: str = "random_region"  # central | random_block | random_region | none
     # central: side of the square as a fraction of the image side (0.5 -> 1/4 of the area, the paper's).
     central_fraction: float = 0.5
-    # random_block: squares of this side fraction are added until the masked area reaches max_area.
+    # random_block: squares of this side fraction are added while their union stays within block_max_area
+    # (the paper: "smaller possibly overlapping masks, covering up to 1/4 of the image").
     block_fraction: float = 0.25
-    # random_region: thresholded bicubic-upsampled uniform noise; resample until the area is in range.
+    block_max_area: float = 0.25
+    # random_region: thresholded bicubic-upsampled uniform noise; resample until the area is in
+    # [min_area, max_area] (the released train_random.lua's 20-30 %).
     noise_resolution: float = 0.06
     density: float = 0.25
     min_area: float = 0.20
     max_area: float = 0.30
-    # One mask per sample (paper). The released code reuses one mask per batch: set false to copy that.
+    # One mask per sample (the paper does not say; PAPER.md lists one per batch as a pitfall). The released
+    # code reuses one mask per batch: set false to copy that.
     per_sample: bool = True
-    # Hole fill: dataset_mean (from the cache) | imagenet_mean (the code's RGB 117,104,123) | zero.
+    # Hole fill: dataset_mean (from the cache; the paper's "constant mean value") | imagenet_mean (the code's
+    # literal RGB 117,104,123: Caffe's BGR mean with its channels permuted) | zero.
     fill: str = "dataset_mean"
 
 
@@ -63,14 +68,19 @@ class MaskConfig:
 class ModelConfig:
     """Encoder, bottleneck and decoder of a pretext model."""
 
-    encoder: str = "alexnet64"  # any name in `ssl-ctx list`, or timm:<model>
+    # Any name in `ssl-ctx list`, or timm:<model>. The paper's is alexnet227 on 227-px ImageNet; alexnet64 (the
+    # default) is the same network for 64-px images such as Tiny-ImageNet's (a departure forced by the data).
+    encoder: str = "alexnet64"
     # AlexNet normalisation: lrn (CaffeNet, the paper's) | batch (departure: trains faster from scratch) | none
     norm: str = "lrn"
     # Channel multiplier of the AlexNet widths: 1.0 = CaffeNet's 96-256-384-384-256 (paper); < 1 is a departure
     # that the quick CPU configs take to fit their time budget.
     width: float = 1.0
+    # AlexNet convolution groups on conv2, conv4 and conv5: 2 = CaffeNet's (the paper's network) | 1 = ungrouped.
+    groups: int = 2
     bottleneck: str = "channelwise_fc"  # channelwise_fc (paper) | conv1x1 (ablation: no channel-wise FC)
-    dropout: float = 0.0  # dropout on the channel-wise FC output
+    dropout: float = 0.5  # dropout on the channel-wise FC output (paper, Sec. 5.2: 0.5); 0 = none
+    # Decoder widths and norm are not given in the paper; BatchNorm follows the released (DCGAN-style) code.
     decoder_widths: list[int] = field(default_factory=lambda: [256, 128, 64, 32])
     decoder_norm: str = "batch"  # batch (released code) | none
     discriminator_widths: list[int] = field(default_factory=lambda: [64, 128, 256, 512])
@@ -89,6 +99,16 @@ class MethodConfig:
     lambda_rec: float = 0.999
     lambda_adv: float = 0.001
     generator_lr_multiplier: float = 10.0  # the code's 10x generator lr when 0 < lambda_rec < 1
+    # Reconstruction loss (context_encoder): weight of a context pixel relative to a hole pixel. 0 = the paper's
+    # masked L2 (Eq. 1, hole only); 1 = the released train_random.lua as its README runs it (useOverlapPred=0:
+    # plain MSE over every pixel); 10 = train_random.lua with useOverlapPred=1.
+    context_weight: float = 0.0
+    # Divide the weighted squared error by: hole = 3 x the hole's pixels (the paper's "normalized" L2) | image =
+    # every value of the batch (the code's nn.MSECriterion).
+    loss_normalisation: str = "hole"
+    # What the discriminator sees as fake (joint loss): raw = the generator's whole output (the paper's Eq. 2 and
+    # both released scripts) | pasted = the prediction pasted into the real context.
+    discriminator_input: str = "raw"
     # Free-form options for plugged-in methods; they read their own keys.
     options: dict[str, Any] = field(default_factory=dict)
 
@@ -96,13 +116,14 @@ class MethodConfig:
 @dataclass
 class OptimConfig:
     name: str = "adam"  # adam | adamw | sgd
+    # 2e-4 = the released code; the paper's feature learning used 1e-4 (random region) or 1e-3 (central).
     lr: float = 2e-4
     betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
     momentum: float = 0.9
     weight_decay: float = 0.0
     schedule: str = "constant"  # constant | cosine
     warmup_steps: int = 0
-    fused: bool | None = None  # null = fused kernels on CUDA, plain elsewhere
+    fused: bool | None = None  # null = fused kernels where this torch has them (CUDA; CPU from torch 2.4)
 
 
 @dataclass
@@ -114,13 +135,14 @@ class TrainConfig:
     batch_size: int = 64  # global batch; divided among processes under torchrun
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
-    channels_last: bool | None = None  # null = on for CUDA
+    # auto: bf16 autocast on CUDA and on CPUs with native bf16 (AVX512-BF16 / AMX), fp32 elsewhere | fp32 | bf16
+    precision: str = "auto"
+    channels_last: bool | None = None  # null = on for CUDA and CPUs
     compile: bool = False  # torch.compile the model
     log_every: int = 50  # steps between scalar logs (the only host-device syncs)
     image_every: int = 500  # steps between TensorBoard image grids
     checkpoint_every: int = 500  # steps between checkpoints (one is also written at each epoch end)
-    eval_batches: int = 20  # held-out batches used for the end-of-run evaluation
+    eval_batches: int | None = 20  # held-out batches for the end-of-run evaluation (null = every held-out image)
     progress: bool = True
 
 
@@ -130,9 +152,26 @@ class ProbeConfig:
 
     task: str = "classification"  # classification | detection | segmentation
     init: str = "random"  # random | timm:<name> | path/to/checkpoint.pt
-    layer: str = "conv5"  # feature map fed to the head (classification); detection/segmentation use it too
+    # Feature map(s) read, joined by '+'. Classification: one probe per layer (conv1+...+conv5 is Split-Brain's
+    # per-layer protocol); segmentation: one head over all of them (FCN skips); detection: one layer.
+    layer: str = "conv5"
     mode: str = "linear"  # linear (frozen encoder) | finetune (all layers)
-    pooled_features: int = 9216  # linear probe: adaptive-average-pool the map to about this many values
+    # How the head is fitted. auto: ridge for a frozen encoder (classification, segmentation), else sgd.
+    # ridge: a closed-form linear classifier on frozen features, at its optimum by construction
+    # (ssl_ctx.probes.linear_models); sgd: the head (and the encoder when fine-tuning) trained by the shared
+    # Trainer for train.epochs.
+    solver: str = "auto"
+    # BatchNorm statistics of every encoder before the probe (ssl_ctx.probes.batch_norm): recompute on
+    # bn_images unmasked training images of the probe's dataset (the same treatment for every encoder) | keep.
+    bn_statistics: str = "recompute"
+    bn_images: int = 2048
+    pooled_features: int = 9216  # classification: adaptive-average-pool each map to about this many values
+    # Ridge penalties (on the covariance of standardised features) tried on a held-out part of train
+    # (classification: a stratified holdout_fraction of the images; segmentation: of the images' pixels).
+    ridge_alphas: list[float] = field(default_factory=lambda: [1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3, 1e4])
+    holdout_fraction: float = 0.1
+    pixels_per_image: int = 256  # frozen segmentation: labelled pixels per training image the ridge is fitted on
+    keep_checkpoint: bool = False  # keep a trained probe's checkpoint after its record is written
     num_classes: int | None = None  # null = from the dataset
     detection_min_size: int = 128  # Faster R-CNN's internal resize (small: CPU budget)
     detection_score_threshold: float = 0.0

@@ -17,6 +17,12 @@ class ArraySplit:
     label_maps: np.ndarray | None = None
     mean_rgb: tuple[float, float, float] = (120.0, 110.0, 100.0)
     class_names: list[str] = field(default_factory=list)
+    dataset: str = "random"
+    split: str = "train"
+    path: str = "memory"
+
+    def __len__(self) -> int:
+        return len(self.images)
 
 
 def random_split(count: int = 40, size: int = 32, classes: int = 0, seed: int = 0) -> ArraySplit:

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from ssl_ctx.results.tables import collect_records, comparison_table, summarise, table_command
+from ssl_ctx.results.collect import collect_records
+from ssl_ctx.results.stats import summarise
+from ssl_ctx.results.tables import table_command
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = "tests/configs/bench_tiny.yaml"
@@ -61,16 +63,39 @@ def test_table_is_mean_and_std_over_seeds_with_difference_from_random_init(tmp_p
     summary = summarise(collect_records(tmp_path))
     row = summary.set_index("method").loc["context_encoder"]
     assert row["mean"] == pytest.approx(0.23) and row["std"] == pytest.approx(0.0424264, rel=1e-4)
-    table = comparison_table(summary)
-    assert table.loc["context_encoder", "cls (top1, %)"] == "23.0 ± 4.2"
-    assert table.loc["context_encoder", "Δ cls"] == "+12.0"
-    assert table.loc["random_init", "Δ cls"] == ""
-    markdown = table_command(tmp_path, paper=True)
-    assert (tmp_path / "tables" / "table.md").read_text().count("paper") >= 2
-    assert markdown is not None
+    assert row["delta"] == pytest.approx(0.12) and row["baseline"] == "random_init"
+    assert summary.set_index("method").loc["random_init", "baseline"] == ""
+    returned = table_command(tmp_path, paper=True)
+    markdown = (tmp_path / "tables" / "table.md").read_text()
+    assert "| context_encoder | 2 | 23.0 ± 4.2 |" in markdown and "| random_init | 2 | 11.0 ± 1.4 |" in markdown
+    assert "| ↳ Δ vs random_init |  | +12.0 [" in markdown and "n.s." in markdown  # two seeds: a wide interval
+    assert markdown.count("paper") >= 2
+    assert returned.equals(summary)
 
 
 def test_table_of_an_empty_folder_is_one_clear_line(tmp_path):
     result = subprocess.run([sys.executable, "-m", "ssl_ctx", "table", str(tmp_path)], capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "no probe records" in result.stderr
+
+
+def test_progress_estimates_the_time_left_from_cells_of_the_same_kind():
+    from ssl_ctx.bench.runner import BenchProgress, Cell
+
+    plan = [Cell("ce", 0), Cell("ce", 0, "cls"), Cell("ce", 1), Cell("ce", 1, "cls"), Cell("ce", 2, "cls")]
+    progress = BenchProgress(plan)
+    assert "left" not in progress.before(1, plan[0])
+    progress.after(plan[0], "done", 100.0)
+    progress.after(plan[1], "done", 10.0)
+    assert progress.remaining_seconds() == 100.0 + 10.0 + 10.0
+    progress.after(plan[2], "skipped", 0.0)  # a finished cell found on disk says nothing about durations
+    assert progress.remaining_seconds() == 20.0
+    assert "about 20 s left" in progress.before(4, plan[3])
+
+
+def test_stop_after_exits_with_status_3_and_a_rerun_continues(tmp_path):
+    command = [sys.executable, "-m", "ssl_ctx", "bench", BENCH, f"output_dir={tmp_path}", "--stop-after", "0"]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 3, result.stderr[-2000:]
+    assert "run the same command again to continue" in result.stdout
+    assert not list(tmp_path.rglob("record.json"))

@@ -16,7 +16,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from ssl_ctx.config import OptimConfig
 from ssl_ctx.data.loader import CachedBatchLoader
-from ssl_ctx.engine.optim import build_optimizer
+from ssl_ctx.engine.optim import build_optimizer, fused_available
+from ssl_ctx.errors import UserError
 from ssl_ctx.engine.trainer import Trainer
 from ssl_ctx.pretext.base import DataInfo
 from ssl_ctx.pretext.context_encoder import ContextEncoder
@@ -202,12 +203,28 @@ def test_no_host_sync_inside_a_step_or_a_batch(tmp_path, monkeypatch):
     assert reads.count == 0
 
 
-def test_fused_optimizer_is_the_default_on_cuda_only():
+def test_fused_optimizer_is_the_default_where_torch_has_it():
     params = [torch.nn.Parameter(torch.zeros(3))]
     assert build_optimizer(params, OptimConfig(), device_type="cuda").defaults["fused"] is True
-    assert not build_optimizer(params, OptimConfig(), device_type="cpu").defaults["fused"]
-    sgd = build_optimizer(params, OptimConfig(name="sgd", fused=True), device_type="cpu")
-    assert sgd.defaults["fused"] is True
+    cpu = build_optimizer(params, OptimConfig(), device_type="cpu").defaults["fused"]
+    assert bool(cpu) == fused_available("cpu")
+    plain = build_optimizer(params, OptimConfig(fused=False), device_type="cpu")
+    assert not plain.defaults["fused"]
+
+
+def test_auto_precision_is_bf16_where_the_hardware_has_it(monkeypatch):
+    from ssl_ctx.config import TrainConfig
+    from ssl_ctx.engine import device as device_module
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setattr(device_module, "cpu_has_native_bf16", lambda: True)
+    assert device_module.autocast_dtype(TrainConfig(), cpu) == torch.bfloat16
+    assert device_module.autocast_dtype(TrainConfig(precision="fp32"), cpu) is None
+    monkeypatch.setattr(device_module, "cpu_has_native_bf16", lambda: False)
+    assert device_module.autocast_dtype(TrainConfig(), cpu) is None
+    assert device_module.autocast_dtype(TrainConfig(), cuda) == torch.bfloat16
+    with pytest.raises(UserError, match="train.precision='half'"):
+        device_module.autocast_dtype(TrainConfig(precision="half"), cpu)
 
 
 def test_bf16_autocast_runs_a_step_on_the_cpu(tmp_path, monkeypatch):

@@ -23,3 +23,18 @@ def test_masked_l2_matches_the_paper_definition():
     m = mask.float().expand_as(x)
     reference = ((m * (x - out)) ** 2).sum() / m.sum()
     assert torch.isclose(masked_l2(out, x, mask), reference)
+
+
+def test_reconstruction_loss_options_reproduce_paper_and_released_code():
+    from ssl_ctx.pretext.losses import reconstruction_loss
+
+    torch.manual_seed(1)
+    x, out = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8)
+    mask = torch.rand(2, 1, 8, 8) < 0.3
+    # Paper (Eq. 1): the masked L2 itself.
+    assert torch.equal(reconstruction_loss(out, x, mask), masked_l2(out, x, mask))
+    # train_random.lua as its README runs it: nn.MSECriterion over every value.
+    assert torch.isclose(reconstruction_loss(out, x, mask, 1.0, "image"), ((out - x) ** 2).mean())
+    # useOverlapPred=1: context pixels weigh 10, the hole 1.
+    weight = torch.where(mask, 1.0, 10.0).expand_as(x)
+    assert torch.isclose(reconstruction_loss(out, x, mask, 10.0, "image"), (weight * (out - x) ** 2).mean())

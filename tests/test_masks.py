@@ -70,3 +70,27 @@ def test_hole_is_filled_with_the_dataset_mean():
     assert torch.equal(filled[0, :, 0, 0], images[0, :, 0, 0])
     paper = fill_value(MaskConfig(fill="imagenet_mean"), None)
     assert torch.allclose(paper.flatten(), torch.tensor([117, 104, 123]) / 127.5 - 1)
+
+
+@pytest.mark.parametrize("grid, size", [(8, 64), (8, 227), (3, 17)])
+def test_bicubic_matrix_is_torch_bicubic_upsampling(grid, size):
+    import torch.nn.functional as F
+
+    from ssl_ctx.masks import bicubic_matrix
+
+    noise = torch.rand(4, grid, grid, generator=torch.Generator().manual_seed(0))
+    expected = F.interpolate(noise[:, None], size=(size, size), mode="bicubic", align_corners=False)[:, 0]
+    assert torch.allclose(bicubic_matrix(grid, size) @ noise @ bicubic_matrix(grid, size).T, expected, atol=1e-6)
+
+
+def test_random_region_masks_do_not_depend_on_autocast():
+    plain = random_region_mask(16, 64, 64, generator=torch.Generator().manual_seed(5))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under_bf16 = random_region_mask(16, 64, 64, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(plain, under_bf16)
+
+
+def test_random_blocks_cover_up_to_a_quarter_by_default():
+    config = MaskConfig(type="random_block")
+    fractions = area(make_masks(config, 256, 64, 64, generator=torch.Generator().manual_seed(2)))
+    assert fractions.max() <= 0.25 and config.max_area == 0.30  # the region bound does not leak into blocks

@@ -263,7 +263,16 @@ def test_gaussian_init() -> None:
 def test_builders_apply_gaussian_init_by_default() -> None:
     conv2 = build_encoder("alexnet32").conv2.conv.weight
     assert abs(conv2.std().item() - 0.02) < 0.001
-    torch_default = build_encoder("alexnet32", init="torch").conv2.conv.weight
+    torch_default = build_encoder("alexnet32", init="torch", groups=1).conv2.conv.weight
     assert torch_default.std().item() < 0.015  # Kaiming-uniform, 1 / sqrt(3 * 96 * 25)
     assert abs(ChannelwiseFC(4, 6).weight.std().item() - 0.02) > 0.05  # the layer alone keeps nn.Linear's
     assert abs(ChannelwiseBottleneck(64, 6).fc.weight.std().item() - 0.02) < 0.001
+
+
+def test_caffenet_groups_split_conv2_conv4_conv5() -> None:
+    grouped, plain = build_encoder("alexnet227", groups=2), build_encoder("alexnet227", groups=1)
+    assert [grouped.get_submodule(f"conv{i}.conv").groups for i in range(1, 6)] == [1, 2, 1, 2, 2]
+    assert [plain.get_submodule(f"conv{i}.conv").groups for i in range(1, 6)] == [1, 1, 1, 1, 1]
+    # CaffeNet's conv1-conv5 weights: 34,848 + 307,200 + 884,736 + 663,552 + 442,368 (biases aside)
+    weights = [grouped.get_submodule(f"conv{i}.conv").weight.numel() for i in range(1, 6)]
+    assert weights == [34848, 307200, 884736, 663552, 442368]

@@ -82,3 +82,17 @@ def test_pretrain_end_to_end_on_real_images(real_data, tmp_path):
     assert (run_dir / "checkpoints" / "last.pt").exists() and (run_dir / "config.yaml").exists()
     assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
     assert list((run_dir / "images").glob("step*.png"))  # masked input | output | original
+
+
+@pytest.mark.parametrize("choice", ["raw", "pasted"])
+def test_discriminator_sees_the_raw_output_or_the_pasted_prediction(choice, monkeypatch):
+    config, method = build("context_encoder", "method.adversarial=true", f"method.discriminator_input={choice}")
+    seen = []
+    monkeypatch.setattr(method, "adversarial_step", lambda real, fake, loss_rec, optimizers: seen.append((real, fake)))
+    images = batch()["image"]
+    method.train_step({"image": images}, method.configure_optimizers(config.optim), step=0)
+    real, fake = seen[0]
+    mask, _ = method.masks(images, method.step_generator(0, images.device))
+    context = ~mask.expand_as(images)
+    assert torch.equal(real, images)
+    assert torch.equal(fake[context], images[context]) == (choice == "pasted")

@@ -88,3 +88,22 @@ def test_checkpoint_loading_refuses_pickled_objects(tmp_path):
     torch.save({"state_dict": {}}, other)
     with pytest.raises(UserError, match="not an ssl_ctx checkpoint"):
         load_checkpoint(other)
+
+
+def test_a_deadline_checkpoints_and_the_resumed_run_equals_an_uninterrupted_one(tmp_path):
+    from ssl_ctx.engine.trainer import TimeLimitReached
+
+    split = random_split(40)
+    straight = train(small_config(tmp_path, "name=straight"), split)
+    config = small_config(tmp_path, "name=pieces")
+    torch.manual_seed(123)
+    method = ContextEncoder(config, DataInfo((32, 32), split.mean_rgb))
+    loader = CachedBatchLoader(split, batch_size=8, seed=config.train.seed, input_size=32)
+    with pytest.raises(TimeLimitReached, match="stopped at the time limit at step 2"):
+        Trainer(config, config.run_dir, deadline=0.0).fit(method, loader)  # past: stop at the first log step
+    assert load_checkpoint(config.run_dir / "checkpoints" / "last.pt")["trainer_state"]["step"] == 2
+    resumed = train(config, split, resume=True)
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+    history = load_checkpoint(config.run_dir / "checkpoints" / "last.pt")["history"]
+    assert [entry["step"] for entry in history] == [2, 4, 6, 8, 10]  # the loss curve survives the stop

@@ -91,8 +91,12 @@ def cells(bench: Config) -> list[Cell]:
     return order
 
 
-def run_cell(bench: Config, cell: Cell, root: Path) -> str:
-    """Run one cell unless its record exists. Returns 'done', 'skipped' or 'failed'."""
+def run_cell(bench: Config, cell: Cell, root: Path, deadline: float | None = None) -> str:
+    """Run one cell unless its record exists. Returns 'done', 'skipped' or 'failed'.
+
+    ``TimeLimitReached`` passes through: the cell has checkpointed and the next run resumes it.
+    """
+    from ssl_ctx.engine.trainer import TimeLimitReached
     from ssl_ctx.pretext.run import run_pretrain
     from ssl_ctx.probes import run_probe
 
@@ -101,13 +105,13 @@ def run_cell(bench: Config, cell: Cell, root: Path) -> str:
         return "skipped"
     try:
         if cell.probe is None:
-            run_pretrain(pretext_config(bench, cell, root), resume=True)
+            run_pretrain(pretext_config(bench, cell, root), resume=True, deadline=deadline)
         else:
             checkpoint = Cell(cell.method, cell.seed).run_dir(bench.run_dir) / "checkpoints" / "last.pt"
             if not (checkpoint.parent.parent / RECORD_NAME).exists():
                 raise UserError(f"pretext cell {cell.method}/seed{cell.seed} has not finished; see its error.json")
-            run_probe(probe_config(bench, cell, root, checkpoint), resume=True)
-    except KeyboardInterrupt:
+            run_probe(probe_config(bench, cell, root, checkpoint), resume=True, deadline=deadline)
+    except (KeyboardInterrupt, TimeLimitReached):
         raise
     except Exception as err:  # noqa: BLE001 - one failing cell must not stop the others
         write_json_atomic(run_dir / ERROR_NAME, {
@@ -119,22 +123,87 @@ def run_cell(bench: Config, cell: Cell, root: Path) -> str:
     return "done"
 
 
-def run_bench(bench: Config, config_path: str | Path | None = None, overrides: list[str] | None = None) -> Path:
-    """Run every cell of ``bench`` (skipping finished ones), then write and print the comparison table."""
+def run_bench(bench: Config, config_path: str | Path | None = None, overrides: list[str] | None = None,
+              stop_after: float | None = None) -> bool:
+    """Run every cell of ``bench`` (skipping finished ones), then write and print the comparison table.
+
+    ``stop_after`` (seconds) makes a resumable piece: no cell starts after it, and a training cell running at
+    that moment checkpoints and stops. Returns True when every cell has a record (the table is then written).
+    """
+    from ssl_ctx.engine.trainer import TimeLimitReached
     from ssl_ctx.results.tables import table_command
 
     root = configs_root(config_path)
     bench_dir = bench.run_dir
     save_config(bench, bench_dir / "bench.yaml")
     plan = cells(bench)
-    started = time.perf_counter()
+    started = time.time()
+    deadline = started + stop_after if stop_after is not None else None
+    progress = BenchProgress(plan)
     counts = {"done": 0, "skipped": 0, "failed": 0}
     for number, cell in enumerate(plan, start=1):
-        print(f"bench [{number}/{len(plan)}] {cell.label()}", flush=True)
-        counts[run_cell(bench, cell, root)] += 1
-    elapsed = time.perf_counter() - started
+        if deadline is not None and time.time() >= deadline:
+            print(f"bench: time limit of {stop_after:.0f} s reached before cell {number}/{len(plan)}; "
+                  f"run the same command again to continue")
+            return False
+        print(progress.before(number, cell), flush=True)
+        cell_started = time.time()
+        try:
+            outcome = run_cell(bench, cell, root, deadline)
+        except TimeLimitReached as stop:
+            print(f"bench: {stop}; run the same command again to continue")
+            return False
+        progress.after(cell, outcome, time.time() - cell_started)
+        counts[outcome] += 1
+    elapsed = time.time() - started
     print(f"bench: {counts['done']} cells run, {counts['skipped']} already finished, {counts['failed']} failed "
           f"in {elapsed:.0f} s")
     command = " ".join(["ssl-ctx bench", str(config_path or ""), *(overrides or [])]).strip()
-    table_command(bench_dir, baseline=bench.bench.baseline, command=command)
-    return bench_dir
+    table_command(bench_dir, baseline=bench.bench.baseline, command=command, overwrite=True)
+    return counts["failed"] == 0
+
+
+class BenchProgress:
+    """The bench's overall progress line: cell number, elapsed time and an estimate of the time left.
+
+    The estimate adds, for every cell still to run, the mean duration of the cells of its kind that ran in this
+    process (kind = its probe, or the pretext of its method); kinds not yet seen take the mean of all.
+    """
+
+    def __init__(self, plan: list[Cell]) -> None:
+        self.plan = plan
+        self.started = time.time()
+        self.durations: dict[str, list[float]] = {}
+        self.finished: set[Cell] = set()
+
+    @staticmethod
+    def kind(cell: Cell) -> str:
+        return cell.probe or f"pretext {cell.method}"
+
+    def after(self, cell: Cell, outcome: str, seconds: float) -> None:
+        self.finished.add(cell)
+        if outcome == "done":
+            self.durations.setdefault(self.kind(cell), []).append(seconds)
+
+    def remaining_seconds(self) -> float | None:
+        every = [d for durations in self.durations.values() for d in durations]
+        if not every:
+            return None
+        overall = sum(every) / len(every)
+        left = [cell for cell in self.plan if cell not in self.finished]
+        return sum(_mean(self.durations.get(self.kind(cell)), overall) for cell in left)
+
+    def before(self, number: int, cell: Cell) -> str:
+        elapsed = time.time() - self.started
+        left = self.remaining_seconds()
+        estimate = f", about {_duration(left)} left" if left is not None else ""
+        return f"bench [{number}/{len(self.plan)}] {cell.label()} ({_duration(elapsed)} elapsed{estimate})"
+
+
+def _mean(values: list[float] | None, default: float) -> float:
+    return sum(values) / len(values) if values else default
+
+
+def _duration(seconds: float) -> str:
+    minutes, seconds = divmod(int(round(seconds)), 60)
+    return f"{minutes} min {seconds:02d} s" if minutes else f"{seconds} s"

@@ -18,7 +18,7 @@ def build_optimizer(params: Iterable[torch.nn.Parameter], config: OptimConfig, l
     """Adam(lr 2e-4, betas 0.5/0.999) by default, as the released code. ``lr_scale`` serves the generator's 10x."""
     params = [p for p in params if p.requires_grad]
     lr = config.lr * lr_scale
-    fused = config.fused if config.fused is not None else device_type == "cuda"
+    fused = config.fused if config.fused is not None else fused_available(device_type)
     if config.name in ("adam", "adamw"):
         cls = torch.optim.Adam if config.name == "adam" else torch.optim.AdamW
         optimizer = cls(params, lr=lr, betas=tuple(config.betas), weight_decay=config.weight_decay, fused=fused or None)
@@ -30,6 +30,14 @@ def build_optimizer(params: Iterable[torch.nn.Parameter], config: OptimConfig, l
     for group in optimizer.param_groups:
         group["initial_lr"] = group["lr"]
     return optimizer
+
+
+def fused_available(device_type: str) -> bool:
+    """Fused Adam/AdamW/SGD kernels exist on CUDA, and on the CPU from torch 2.4."""
+    if device_type == "cuda":
+        return True
+    major, minor = (int(part) for part in torch.__version__.split(".")[:2])
+    return device_type == "cpu" and (major, minor) >= (2, 4)
 
 
 def lr_factor(config: OptimConfig, step: int, total_steps: int) -> float:

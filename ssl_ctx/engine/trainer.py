@@ -30,6 +30,10 @@ class NonFiniteLossError(UserError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
+class TimeLimitReached(Exception):
+    """Training stopped at its deadline after writing a checkpoint; the same command resumes it."""
+
+
 class BatchLoader(Protocol):
     def __len__(self) -> int: ...
 
@@ -44,11 +48,22 @@ def step_seed(seed: int, step: int, rank: int = 0) -> int:
     return (seed * 1_000_003 + step + rank * 7_919_000_017) % (2**63)
 
 
+def run_label(config: Config, stage: str) -> str:
+    """``"pretext context_encoder seed0"`` / ``"probe classification/random_init seed1"``: what a progress bar
+    and a log line call the run (bench tags first, the run's name otherwise)."""
+    what = "/".join(str(config.tags[key]) for key in ("probe", "method") if config.tags.get(key))
+    return f"{stage} {what or config.name} seed{config.train.seed}"
+
+
 class Trainer:
     """Runs ``task`` over ``loader`` for ``config.train.epochs`` epochs (or ``max_steps`` steps)."""
 
-    def __init__(self, config: Config, run_dir: str | Path, resume: bool = False) -> None:
+    def __init__(self, config: Config, run_dir: str | Path, resume: bool = False, label: str | None = None,
+                 deadline: float | None = None) -> None:
         self.config = config
+        self.label = label or f"train {Path(run_dir).name}"
+        self.deadline = deadline  # time.time() after which fit() checkpoints and stops (at a logging step)
+        self.history: list[dict[str, float]] = []  # the logged training averages, step by step (kept on resume)
         self.train_config = config.train
         self.run_dir = Path(run_dir)
         self.resume = resume
@@ -101,6 +116,7 @@ class Trainer:
                             f"({str(err).splitlines()[0][:160]}); resume with the config it was made with") from None
         state = dict(payload["trainer_state"])
         state["metrics"] = payload.get("metrics", {})
+        self.history = list(payload.get("history", []))
         if self.is_main:
             print(f"resuming {self.run_dir} at step {state['step']} (epoch {state['epoch']})")
         return state
@@ -117,6 +133,7 @@ class Trainer:
                 "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()},
                 "trainer_state": {k: state[k] for k in ("epoch", "batch", "step", "finished")},
                 "metrics": state.get("metrics", {}),
+                "history": self.history,
             })
         barrier()
 
@@ -164,7 +181,7 @@ class Trainer:
         logged: dict[str, float] = dict(state["metrics"])
         images_seen, since = 0, time.perf_counter()
         started = since
-        progress = tqdm(total=total_steps, initial=state["step"], desc=f"train {self.run_dir.name}",
+        progress = tqdm(total=total_steps, initial=state["step"], desc=self.label,
                         disable=not (self.is_main and cfg.progress), dynamic_ncols=True)
         batch = None
         for epoch in range(state["epoch"], cfg.epochs):
@@ -191,6 +208,11 @@ class Trainer:
                 if state["step"] % cfg.log_every == 0 or done:
                     logged = self._log(sums, summed_steps, state, nonfinite, progress)
                     sums, summed_steps = {}, 0
+                    if not done and self._past_deadline():
+                        self._save(task, optimizers, _normalised(state, steps_per_epoch), nonfinite)
+                        progress.close()
+                        raise TimeLimitReached(f"{self.label}: stopped at the time limit at step {state['step']} "
+                                               f"of {total_steps}; checkpoint {self.checkpoint_path}")
                 if self.is_main and cfg.image_every and state["step"] % cfg.image_every == 0:
                     self._log_images(task, batch, state["step"])
                 if state["step"] % cfg.checkpoint_every == 0 and not done:
@@ -211,10 +233,18 @@ class Trainer:
         self._save(task, optimizers, state, nonfinite)
         return logged
 
+    def _past_deadline(self) -> bool:
+        """True once the deadline has passed on any process (checked where the processes meet anyway)."""
+        if self.deadline is None:
+            return False
+        late = torch.tensor(float(time.time() >= self.deadline), device=self.device)
+        return bool(all_reduce_mean(late) > 0)
+
     def _log(self, sums: dict[str, torch.Tensor], count: int, state: dict[str, Any], nonfinite: torch.Tensor,
              progress: tqdm) -> dict[str, float]:
         self._check_finite(nonfinite, state["step"])
         values = {name: float(all_reduce_mean(total / count)) for name, total in sums.items()}
+        self.history.append({"step": state["step"], **values})
         self.logger.scalars(values, state["step"], "train")
         progress.set_postfix({k: f"{v:.4g}" for k, v in values.items()}, refresh=False)
         return values

@@ -15,7 +15,8 @@ alexnet32   32      5, 1, 2             32 / 16 / 8                         4x4
 =========== ======= =================== =================================== ======
 
 Pooling rounds up (``ceil_mode=True``), as Caffe's pooling layer does: this changes nothing for 227 px and
-gives the small variants exact power-of-two map sides. Conv1 is not split in two groups (a 2-GPU artefact).
+gives the small variants exact power-of-two map sides. ``groups=2`` splits conv2, conv4 and conv5 in two groups
+as CaffeNet does (a two-GPU artefact that halves their weights); ``groups=1`` is the ungrouped network.
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ssl_ctx.errors import unknown_name_error
+from ssl_ctx.errors import UserError, unknown_name_error
 from ssl_ctx.models.init import apply_init
 from ssl_ctx.registry import ENCODERS
 
@@ -84,6 +85,7 @@ def _conv_stage(
     norm: str,
     pool_first: bool = False,
     lrn_first: bool = False,
+    groups: int = 1,
 ) -> nn.Sequential:
     """[max pool] [LRN] -> conv -> [BatchNorm] -> ReLU. CaffeNet pools, then normalises, then convolves."""
     layers: list[tuple[str, nn.Module]] = []
@@ -91,7 +93,7 @@ def _conv_stage(
         layers.append(("pool", _max_pool()))
     if lrn_first:
         layers.append(("lrn", _lrn()))
-    layers.append(("conv", nn.Conv2d(in_chs, out_chs, kernel, stride, padding, bias=norm != "batch")))
+    layers.append(("conv", nn.Conv2d(in_chs, out_chs, kernel, stride, padding, groups=groups, bias=norm != "batch")))
     if norm == "batch":
         layers.append(("bn", nn.BatchNorm2d(out_chs)))
     layers.append(("act", nn.ReLU(inplace=True)))
@@ -111,6 +113,7 @@ class AlexNetEncoder(nn.Module):
         init: ``gaussian`` (N(0, 0.02), the code's) or ``torch`` (PyTorch defaults).
         width: multiplier of every conv's channels (1.0 = CaffeNet's, the paper's). Smaller values are a
             departure for CPU budgets: 0.5 costs about a quarter of the arithmetic.
+        groups: convolution groups of conv2, conv4 and conv5: 2 = CaffeNet's (the paper's), 1 = ungrouped.
 
     Forward: ``x (B, 3, S, S)`` in [-1, 1], S = ``input_size`` (other sides work while pool5 stays >= 1) ->
     dict ``conv1 (B, 96, ., .)``, ``conv2 (B, 256, ., .)``, ``conv3 (B, 384, ., .)``, ``conv4 (B, 384, ., .)``,
@@ -119,25 +122,29 @@ class AlexNetEncoder(nn.Module):
     """
 
     def __init__(self, variant: str = "alexnet227", norm: str = "lrn", init: str = "gaussian",
-                 width: float = 1.0) -> None:
+                 width: float = 1.0, groups: int = 2) -> None:
         super().__init__()
         if variant not in VARIANTS:
             raise unknown_name_error("AlexNet variant", variant, VARIANTS)
         if norm not in NORMS:
             raise unknown_name_error("AlexNet norm", norm, NORMS)
+        if groups not in (1, 2):
+            raise UserError(f"model.groups={groups} is not an AlexNet grouping; use 2 (CaffeNet's) or 1 (none)")
+        self.groups = groups
         spec = VARIANTS[variant]
         self.variant = variant
         self.norm = norm
         self.input_size = spec.input_size
-        c1, c2, c3, c4, c5 = (max(8, round(channels * width)) for channels in WIDTHS)
+        # Widths are rounded to a multiple of the groups (CaffeNet's are all even).
+        c1, c2, c3, c4, c5 = (max(8, round(channels * width / groups) * groups) for channels in WIDTHS)
         self.out_channels = c5
         lrn = norm == "lrn"
         s1 = spec.conv1_stride
         self.conv1 = _conv_stage(3, c1, spec.conv1_kernel, s1, spec.conv1_padding, norm)
-        self.conv2 = _conv_stage(c1, c2, 5, 1, 2, norm, pool_first=True, lrn_first=lrn)
+        self.conv2 = _conv_stage(c1, c2, 5, 1, 2, norm, pool_first=True, lrn_first=lrn, groups=groups)
         self.conv3 = _conv_stage(c2, c3, 3, 1, 1, norm, pool_first=True, lrn_first=lrn)
-        self.conv4 = _conv_stage(c3, c4, 3, 1, 1, norm)
-        self.conv5 = _conv_stage(c4, c5, 3, 1, 1, norm)
+        self.conv4 = _conv_stage(c3, c4, 3, 1, 1, norm, groups=groups)
+        self.conv5 = _conv_stage(c4, c5, 3, 1, 1, norm, groups=groups)
         self.pool5 = _max_pool()
         self.feature_info = [
             dict(module="conv1", num_chs=c1, reduction=s1),

@@ -32,7 +32,7 @@ class DataInfo:
 
 
 def encoder_kwargs(config: Config) -> dict[str, Any]:
-    """The model config's options that the encoder's builder accepts (AlexNet takes ``norm`` and ``width``)."""
+    """The model config's options that the encoder's builder accepts (AlexNet: ``norm``, ``width``, ``groups``)."""
     name = config.model.encoder
     if name.startswith("timm:"):
         return {}
@@ -42,7 +42,7 @@ def encoder_kwargs(config: Config) -> dict[str, Any]:
         # A builder that forwards **kwargs: look at the class it returns.
         built = typing.get_type_hints(builder).get("return")
         accepted = inspect.signature(built).parameters if isinstance(built, type) else accepted
-    offered = {"norm": config.model.norm, "width": config.model.width}
+    offered = {"norm": config.model.norm, "width": config.model.width, "groups": config.model.groups}
     return {key: value for key, value in offered.items() if key in accepted}
 
 

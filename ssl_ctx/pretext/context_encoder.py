@@ -1,9 +1,11 @@
 """The context encoder (Pathak et al., 2016): encoder -> channel-wise FC -> up-conv decoder fills dropped regions.
 
-Loss: the normalised masked L2 over the hole, optionally joint with an adversarial loss
-``L = λ_rec · L_rec + λ_adv · L_adv`` (λ_rec 0.999, λ_adv 0.001) where a discriminator tells real images from
-images whose hole holds the prediction; the generator's learning rate is then 10x the discriminator's, as in
-the released code.
+Loss: the normalised masked L2 over the hole (the paper's Eq. 1; ``method.context_weight`` and
+``method.loss_normalisation`` give the released train_random.lua's all-pixel MSE instead), optionally joint with
+an adversarial loss ``L = λ_rec · L_rec + λ_adv · L_adv`` (λ_rec 0.999, λ_adv 0.001) where a discriminator tells
+real images from the generator's output (``method.discriminator_input``: its raw output, as the paper and the
+code, or the prediction pasted into the real context); the generator's learning rate is then 10x the
+discriminator's, as in the released code.
 """
 from __future__ import annotations
 
@@ -15,7 +17,8 @@ from ssl_ctx.engine.distributed import shard_of_global_draw
 from ssl_ctx.masks import apply_mask, fill_value, make_masks
 from ssl_ctx.models import ChannelwiseBottleneck, Discriminator, UpconvDecoder, last_feature_shape
 from ssl_ctx.pretext.base import DataInfo, PretextMethod
-from ssl_ctx.pretext.losses import masked_l2
+from ssl_ctx.errors import unknown_name_error
+from ssl_ctx.pretext.losses import masked_l2, reconstruction_loss
 from ssl_ctx.registry import PRETEXT_METHODS
 
 
@@ -23,6 +26,9 @@ def side_by_side(*rows: torch.Tensor, limit: int = 8) -> torch.Tensor:
     """Columns of images (each ``(B, 3, H, W)`` in [-1, 1]) -> one ``(3, n·H, k·W)`` picture in [0, 1]."""
     columns = [r[:limit].float().clamp(-1, 1) * 0.5 + 0.5 for r in rows]
     return torch.cat([torch.cat(list(column), dim=1) for column in columns], dim=2)
+
+
+DISCRIMINATOR_INPUTS = ("raw", "pasted")
 
 
 @PRETEXT_METHODS.register("context_encoder")
@@ -62,11 +68,15 @@ class ContextEncoder(PretextMethod):
         features = self.encoder(masked)[self.feature_name]
         return self.decoder(self.bottleneck(features)), masked
 
+    def reconstruction_loss(self, output: torch.Tensor, images: torch.Tensor, loss_mask: torch.Tensor) -> torch.Tensor:
+        method = self.config.method
+        return reconstruction_loss(output, images, loss_mask, method.context_weight, method.loss_normalisation)
+
     def losses(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
         images = batch["image"]
         input_mask, loss_mask = self.masks(images, generator)
         output, _ = self.reconstruct(images, input_mask)
-        return {"loss": masked_l2(output, images, loss_mask)}
+        return {"loss": self.reconstruction_loss(output, images, loss_mask)}
 
     def evaluate_batch(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
         """Masked L2 of the model and of the mean-fill baseline on the same masks."""
@@ -98,5 +108,8 @@ class ContextEncoder(PretextMethod):
         images = batch["image"]
         input_mask, loss_mask = self.masks(images, self.step_generator(step, images.device))
         output, _ = self.reconstruct(images, input_mask)
-        completed = torch.where(loss_mask, output, images)  # the discriminator sees the filled-in image
-        return self.adversarial_step(images, completed, masked_l2(output, images, loss_mask), optimizers)
+        choice = self.config.method.discriminator_input
+        if choice not in DISCRIMINATOR_INPUTS:
+            raise unknown_name_error("method.discriminator_input", choice, DISCRIMINATOR_INPUTS)
+        fake = output if choice == "raw" else torch.where(loss_mask, output, images)
+        return self.adversarial_step(images, fake, self.reconstruction_loss(output, images, loss_mask), optimizers)

@@ -9,20 +9,24 @@ import torch
 
 from ssl_ctx.config import Config, save_config
 from ssl_ctx.data.loader import load_splits, loader_for
-from ssl_ctx.engine.trainer import Trainer
+from ssl_ctx.engine.trainer import Trainer, run_label
 from ssl_ctx.errors import UserError
 from ssl_ctx.pretext.base import DataInfo
 from ssl_ctx.registry import PRETEXT_METHODS, import_builtins
 from ssl_ctx.results.records import write_record
 
 
-def run_pretrain(config: Config, resume: bool = False) -> dict[str, Any]:
-    """Train ``config.method.name`` on ``config.data``; returns the metrics (also in run_dir/record.json)."""
+def run_pretrain(config: Config, resume: bool = False, deadline: float | None = None) -> dict[str, Any]:
+    """Train ``config.method.name`` on ``config.data``; returns the metrics (also in run_dir/record.json).
+
+    With a ``deadline`` (a ``time.time()`` value) training checkpoints and raises ``TimeLimitReached`` once it
+    has passed; the same call with ``resume=True`` continues.
+    """
     import_builtins()
     started = time.perf_counter()
     run_dir = config.run_dir
     method_cls = PRETEXT_METHODS.get(config.method.name)
-    trainer = Trainer(config, run_dir, resume=resume)
+    trainer = Trainer(config, run_dir, resume=resume, label=run_label(config, "pretext"), deadline=deadline)
     train_split, eval_split = load_splits(config)
     if method_cls.needs_labels and train_split.labels is None:
         raise UserError(f"method '{config.method.name}' needs class labels, but {config.data.dataset}/"
@@ -48,7 +52,7 @@ def run_pretrain(config: Config, resume: bool = False) -> dict[str, Any]:
     trainer.close()
     if trainer.is_main:
         record = write_record(run_dir, "pretext", metrics, config, time.perf_counter() - started, trainer.device,
-                              extra={"checkpoint": str(trainer.checkpoint_path)})
+                              extra={"checkpoint": str(trainer.checkpoint_path), "history": trainer.history})
         print(format_summary(config, metrics, record))
     return metrics
 

@@ -15,7 +15,8 @@ import torch
 
 from ssl_ctx.config import Config, save_config
 from ssl_ctx.probes import classification, detection, segmentation  # noqa: F401  (registration)
-from ssl_ctx.probes.common import check_mode, parse_layers
+from ssl_ctx.probes.batch_norm import recompute_batch_norm_statistics
+from ssl_ctx.probes.common import parse_layers, probe_kind, resolve_solver
 from ssl_ctx.probes.encoder_loading import describe_encoder, encoder_options, load_encoder
 from ssl_ctx.registry import PROBES
 
@@ -25,33 +26,36 @@ __all__ = ["load_encoder", "probe_settings", "run_probe"]
 def probe_settings(config: Config) -> dict[str, Any]:
     """What a probe result depends on, printed beside every result and stored in the run record."""
     probe, data, optim, train = config.probe, config.data, config.optim, config.train
-    return {
+    solver = resolve_solver(probe)
+    settings = {
         "task": probe.task,
+        "kind": probe_kind(probe),
+        "solver": solver,
         "dataset": f"{data.dataset} ({data.train_split} -> {data.eval_split})",
         "init": probe.init,
         "encoder": config.model.encoder,
         "layer": probe.layer,
-        "encoder_training": "fine-tuned (all layers)" if probe.mode == "finetune" else "frozen (linear probe)",
-        "epochs": train.epochs,
-        "max_steps": train.max_steps,
-        "batch_size": train.batch_size,
-        "optimizer": optim.name,
-        "lr": optim.lr,
-        "weight_decay": optim.weight_decay,
-        "schedule": optim.schedule,
+        "encoder_training": "fine-tuned (all layers)" if probe.mode == "finetune" else "frozen",
         "seed": train.seed,
         "train_images": data.limit,
         "eval_images": data.eval_limit,
     }
+    if solver == "sgd":  # the optimiser only matters where one trains the head
+        settings.update(epochs=train.epochs, max_steps=train.max_steps, batch_size=train.batch_size,
+                        optimizer=optim.name, lr=optim.lr, weight_decay=optim.weight_decay, schedule=optim.schedule)
+    return settings
 
 
-def run_probe(config: Config, resume: bool = False) -> dict[str, Any]:
+def run_probe(config: Config, resume: bool = False, deadline: float | None = None) -> dict[str, Any]:
     """Measure the encoder of ``config.probe.init`` on ``config.probe.task``; returns the metrics.
 
-    The run folder ``config.run_dir`` receives the resolved ``config.yaml``, TensorBoard logs, the probe's
-    checkpoint and ``record.json`` (metrics, resolved config, seed, wall time, device), written atomically.
+    The run folder ``config.run_dir`` receives the resolved ``config.yaml``, TensorBoard logs and
+    ``record.json`` (metrics, resolved config, seed, wall time, device), written atomically; a trained probe's
+    checkpoint is removed once the record exists unless ``probe.keep_checkpoint``. Before the task, the
+    encoder's BatchNorm statistics are treated as ``probe.bn_statistics`` says (:mod:`ssl_ctx.probes.batch_norm`).
     """
-    from ssl_ctx.engine.trainer import Trainer
+    from ssl_ctx.data.loader import load_splits
+    from ssl_ctx.engine.trainer import Trainer, run_label
     from ssl_ctx.registry import import_builtins
     from ssl_ctx.results.records import write_record
 
@@ -60,34 +64,48 @@ def run_probe(config: Config, resume: bool = False) -> dict[str, Any]:
     if config.probe.init.startswith("timm:"):  # the timm model is the encoder: say so in the resolved config
         config = dataclasses.replace(config, model=dataclasses.replace(config.model, encoder=config.probe.init))
     probe_fn = PROBES.get(config.probe.task)
-    check_mode(config.probe.mode)
+    resolve_solver(config.probe)
     torch.manual_seed(config.train.seed)  # the head's (and a random encoder's) initial weights
     encoder = load_encoder(config.probe.init, config.model.encoder,
                            **encoder_options(config.model.encoder, config.model))
     parse_layers(config.probe.layer, encoder)
-    trainer = Trainer(config, config.run_dir, resume=resume)
+    trainer = Trainer(config, config.run_dir, resume=resume, label=run_label(config, "probe"), deadline=deadline)
     if trainer.is_main:
         save_config(config, config.run_dir / "config.yaml")
+    normalisation = recompute_batch_norm_statistics(encoder.to(trainer.device), config, load_splits(config)[0],
+                                                    trainer.device)
     outcome = probe_fn(config, encoder, trainer)
     metrics, details = outcome["metrics"], outcome["details"]
     scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
     trainer.log_scalars(scalars, int(metrics.get("train_steps", 0)), "eval")
     trainer.close()
-    settings = {**probe_settings(config), "encoder_architecture": describe_encoder(encoder),
+    settings = {**probe_settings(config), "normalisation": normalisation,
+                "encoder_architecture": describe_encoder(encoder),
                 **{k: v for k, v in details.items() if k not in ("chance", "headline")}}
+    settings.setdefault("protocol", _sgd_protocol(config))
     wall_time = time.perf_counter() - started
     if trainer.is_main:
+        kept = config.probe.keep_checkpoint and trainer.checkpoint_path.exists()
         record = write_record(config.run_dir, "probe", metrics, config, wall_time, trainer.device,
                               extra={"probe": settings, "chance": details.get("chance", {}),
-                                     "checkpoint": str(trainer.checkpoint_path)})
+                                     "checkpoint": str(trainer.checkpoint_path) if kept else None})
+        if not kept:  # the record is the result; nothing reads a finished probe's checkpoint again
+            trainer.checkpoint_path.unlink(missing_ok=True)
         print(format_result(settings, metrics, details, wall_time, str(record)))
     return metrics
+
+
+def _sgd_protocol(config: Config) -> str:
+    probe, train, optim = config.probe, config.train, config.optim
+    encoder = "encoder fine-tuned with the head" if probe.mode == "finetune" else "frozen encoder, trained head"
+    return (f"{encoder} ({probe.layer}), {optim.name} lr {optim.lr:g} for {train.epochs} epoch(s)"
+            f"{f' / {train.max_steps} steps' if train.max_steps else ''}, batch {train.batch_size}")
 
 
 def format_result(settings: dict[str, Any], metrics: dict[str, Any], details: dict[str, Any], wall_time: float,
                   record: str) -> str:
     """Settings line(s) and the headline metrics next to their chance level."""
-    shown_settings = ", ".join(f"{k}={v}" for k, v in settings.items() if v is not None)
+    shown_settings = ", ".join(f"{k}={v}" for k, v in settings.items() if v is not None and not isinstance(v, dict))
     chance = details.get("chance", {})
     headline = details.get("headline") or [k for k, v in metrics.items() if isinstance(v, float)]
     results = ", ".join(

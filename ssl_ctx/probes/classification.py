@@ -1,11 +1,18 @@
-"""Classification probe: a linear classifier on frozen features of one layer, or full fine-tuning. Top-1.
+"""Classification probe: linear read-outs of frozen features per layer, or full fine-tuning. Top-1.
 
-Protocol (Zhang et al., Split-Brain, per-layer linear probes): the chosen feature map (``probe.layer``,
-conv1 ... conv5 or pool5) is average-pooled to s x s so that it holds about ``probe.pooled_features``
-(9,216) values (:func:`~ssl_ctx.probes.common.pooled_side`), flattened, standardised by a BatchNorm without
-affine parameters, and fed to one linear layer. ``probe.mode=linear`` freezes the encoder (in eval mode);
-``probe.mode=finetune`` trains every layer with the same head. Tiny-ImageNet: train -> val (in-domain);
-CIFAR-10: train -> test (transfer).
+Protocol (Zhang et al., Split-Brain, per-layer linear probes): each chosen feature map (``probe.layer``,
+``conv1+conv2+...`` for several) is average-pooled to s x s so that it holds about ``probe.pooled_features``
+values (:func:`~ssl_ctx.probes.common.pooled_side`) and flattened.
+
+- ``probe.mode=linear`` with ``probe.solver=ridge`` (the default for a frozen encoder): the pooled features of
+  every training and evaluation image are extracted once (:mod:`~ssl_ctx.probes.features`, cached and reused),
+  then one closed-form ridge classifier per layer is fitted to its optimum, its penalty chosen on a held-out
+  part of train (:func:`~ssl_ctx.probes.linear_models.fit_ridge_classifier`). Metrics ``top1@<layer>``.
+- ``probe.solver=sgd``: one layer, standardised by a BatchNorm without affine parameters and fed to one linear
+  layer trained by the shared Trainer for ``train.epochs``; ``probe.mode=finetune`` trains every layer with
+  the same head. Metric ``top1``.
+
+Tiny-ImageNet: train -> val (in-domain); CIFAR-10: train -> test (transfer).
 """
 from __future__ import annotations
 
@@ -20,15 +27,19 @@ from ssl_ctx.engine.optim import optimize
 from ssl_ctx.errors import UserError
 from ssl_ctx.models import feature_shapes
 from ssl_ctx.probes.common import (
-    annotated_splits,
     ProbeTask,
+    annotated_splits,
     check_mode,
+    frozen_features,
     input_size_of,
     num_classes_of,
     parse_layers,
     pooled_side,
+    resolve_solver,
     trainer_loaders,
 )
+from ssl_ctx.probes.features import FeatureSpec
+from ssl_ctx.probes.linear_models import fit_ridge_classifier, stratified_holdout
 from ssl_ctx.probes.metrics import top1_correct
 from ssl_ctx.registry import PROBES
 
@@ -94,12 +105,14 @@ class ClassificationProbe(ProbeTask):
 
 @PROBES.register("classification")
 def run_classification(config: Config, encoder: nn.Module, trainer: Any) -> dict[str, Any]:
-    """Train the probe on ``data.train_split`` and measure top-1 on ``data.eval_split``."""
-    finetune = check_mode(config.probe.mode)
-    (layer,) = _one_layer(config.probe.layer, encoder)
+    """Fit the probe on ``data.train_split`` and measure top-1 on ``data.eval_split``."""
     train_split, eval_split = annotated_splits(config, "labels", "classification", "tiny-imagenet-200 or cifar10")
     input_size = input_size_of(config, train_split)
     num_classes = num_classes_of(config, train_split)
+    if resolve_solver(config.probe) == "ridge":
+        return _ridge_probe(config, encoder, trainer, train_split, eval_split, input_size, num_classes)
+    finetune = check_mode(config.probe.mode)
+    (layer,) = _one_layer(config.probe.layer, encoder)
     task = ClassificationProbe(encoder, layer, num_classes, input_size, config.probe.pooled_features, finetune,
                                config.model.encoder)
     train_loader, eval_loader = trainer_loaders(config, trainer, train_split, eval_split)
@@ -117,8 +130,44 @@ def run_classification(config: Config, encoder: nn.Module, trainer: Any) -> dict
     return {"metrics": metrics, "details": details}
 
 
+def _ridge_probe(config: Config, encoder: nn.Module, trainer: Any, train_split: Any, eval_split: Any,
+                 input_size: tuple[int, int], num_classes: int) -> dict[str, Any]:
+    """One closed-form ridge classifier per layer on cached pooled features; ``top1@<layer>`` on the eval split."""
+    probe = config.probe
+    layers = parse_layers(probe.layer, encoder)
+    shapes = feature_shapes(encoder, input_size)
+    pools = [pooled_side(shapes[name].channels, shapes[name].height, shapes[name].width, probe.pooled_features)
+             for name in layers]
+    spec = FeatureSpec(tuple(layers), tuple(pools), tuple(input_size))
+    (train_features, eval_features), cache = frozen_features(config, encoder, trainer, spec, train_split, eval_split)
+    holdout = stratified_holdout(train_split.labels, probe.holdout_fraction)
+    metrics: dict[str, Any] = {}
+    fits: dict[str, Any] = {}
+    for name, pool in zip(layers, pools):
+        fit = fit_ridge_classifier(train_features[name], train_split.labels, num_classes, probe.ridge_alphas, holdout)
+        correct = fit.predict(eval_features[name]) == eval_split.labels
+        metrics[f"top1@{name}"] = float(correct.mean())
+        fits[name] = {"features": f"avg {pool[0]}x{pool[1]} of {shapes[name].channels}x{shapes[name].height}x"
+                                  f"{shapes[name].width} -> {train_features[name].shape[1]}",
+                      "alpha": fit.alpha, "holdout_top1": {str(a): v for a, v in fit.holdout_accuracy.items()}}
+    metrics["eval_images"] = float(len(eval_split))
+    metrics["train_images"] = float(len(train_split))
+    details = {
+        "protocol": f"frozen encoder, closed-form ridge per layer on avg-pooled features (~{probe.pooled_features}"
+                    f" per layer), penalty chosen on {probe.holdout_fraction:.0%} of train",
+        "layers": fits,
+        "features": cache,
+        "input_size": list(input_size),
+        "num_classes": num_classes,
+        "chance": {f"top1@{name}": 1.0 / num_classes for name in layers},
+        "headline": [f"top1@{name}" for name in layers],
+    }
+    return {"metrics": metrics, "details": details}
+
+
 def _one_layer(spec: str, encoder: nn.Module) -> list[str]:
     layers = parse_layers(spec, encoder)
     if len(layers) != 1:
-        raise UserError(f"the classification probe reads one layer; probe.layer '{spec}' names {len(layers)}")
+        raise UserError(f"the classification probe with probe.solver=sgd reads one layer; probe.layer '{spec}' "
+                        f"names {len(layers)}: use probe.solver=ridge (frozen) for one probe per layer")
     return layers

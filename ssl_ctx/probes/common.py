@@ -7,12 +7,13 @@ A probe task is an ``nn.Module`` following the training contract (``configure_op
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from ssl_ctx.config import Config, OptimConfig
+from ssl_ctx.config import Config, OptimConfig, ProbeConfig
 from ssl_ctx.engine.optim import build_optimizer
 from ssl_ctx.errors import UserError, suggest
 
@@ -41,6 +42,41 @@ def check_mode(mode: str) -> bool:
     if mode not in MODES:
         raise UserError(f"unknown probe.mode '{mode}'{suggest(mode, MODES)}; known: {', '.join(MODES)}")
     return mode == "finetune"
+
+
+# Solvers that fit a head on frozen features to its optimum, by task (``probe.solver=auto`` picks these).
+FROZEN_SOLVERS = {"classification": "ridge", "segmentation": "ridge"}
+SOLVERS = ("auto", "sgd", "ridge")
+
+
+def resolve_solver(probe: ProbeConfig) -> str:
+    """``probe.solver`` made concrete: ``sgd`` or the task's closed-form / convergent solver (frozen only)."""
+    if probe.solver not in SOLVERS:
+        raise UserError(f"unknown probe.solver '{probe.solver}'{suggest(probe.solver, SOLVERS)}; "
+                        f"known: {', '.join(SOLVERS)}")
+    finetune = check_mode(probe.mode)
+    if probe.solver == "auto":
+        return "sgd" if finetune else FROZEN_SOLVERS.get(probe.task, "sgd")
+    if probe.solver != "sgd" and (finetune or FROZEN_SOLVERS.get(probe.task) != probe.solver):
+        tasks = " and ".join(task for task, solver in FROZEN_SOLVERS.items() if solver == probe.solver)
+        raise UserError(f"probe.solver={probe.solver} fits frozen features of the {tasks} probes only; this is "
+                        f"the {probe.task} probe with probe.mode={probe.mode}: use probe.solver=auto or sgd")
+    return probe.solver
+
+
+def probe_kind(probe: ProbeConfig) -> str:
+    """``frozen`` or ``fine-tuned``: the word every table uses for the probe's treatment of the encoder."""
+    return "fine-tuned" if check_mode(probe.mode) else "frozen"
+
+
+def feature_root(config: Config) -> Path:
+    """Where frozen features of ``config.probe.init`` are cached: ``features/`` beside the probed checkpoint's
+    run (``runs/<name>/checkpoints/last.pt`` -> ``runs/<name>/features``), else in the probe's own run folder."""
+    checkpoint = Path(config.probe.init)
+    if checkpoint.is_file():
+        run = checkpoint.resolve().parent
+        return (run.parent if run.name == "checkpoints" else run) / "features"
+    return config.run_dir / "features"
 
 
 def pooled_side(channels: int, height: int, width: int, pooled_features: int) -> tuple[int, int]:
@@ -125,3 +161,21 @@ def annotated_splits(config: Config, annotation: str, probe: str, examples: str)
             raise UserError(f"{config.data.dataset}/{split.split} has no {annotation.replace('_', ' ')}; "
                             f"the {probe} probe needs a dataset with them such as {examples}")
     return splits
+
+
+def frozen_features(config: Config, encoder: nn.Module, trainer: Any, spec: Any,
+                    *splits: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Cached frozen features (:mod:`~ssl_ctx.probes.features`) of every image of each split, in order, plus
+    what the record keeps about them (each split's folder, and which splits were reused rather than extracted)."""
+    from ssl_ctx.data.loader import loader_for
+    from ssl_ctx.probes.features import cached_features
+
+    root = feature_root(config)
+    arrays, info = [], {"folders": {}, "reused": [], "extracted": []}
+    for split in splits:
+        loader = loader_for(split, config, trainer.device, False, drop_last=False)
+        layer_arrays, folder, reused = cached_features(encoder, spec, split, loader, root, trainer.autocast)
+        arrays.append(layer_arrays)
+        info["folders"][split.split] = str(folder)
+        info["reused" if reused else "extracted"].append(split.split)
+    return arrays, info

@@ -1,171 +1,137 @@
-"""Run records -> comparison tables (mean ± std over seeds) and a bar chart. Nothing here is typed by hand:
-every number comes from a ``record.json`` under the runs folder, except the paper's published numbers, which
-are shown only with ``--paper`` and labelled as the paper's.
+"""`ssl-ctx table RUNS_DIR`: run records -> table.md (also printed), table.csv, table.tex, figures, provenance.json.
+
+Only the orchestration lives here: ``collect`` reads the records, ``stats`` computes, ``render`` writes text and
+``figures`` draws. Nothing is typed by hand: every number comes from a ``record.json`` under the runs folder,
+except the paper's published numbers, shown only with ``--paper`` and labelled as the paper's.
 """
 from __future__ import annotations
 
 import json
-import math
+import os
+import shlex
 import time
+import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
 from ssl_ctx.errors import UserError
-from ssl_ctx.results.paper import PAPER_FEATURE_LEARNING, PAPER_TASK_NAMES
 from ssl_ctx.files import write_json_atomic
-from ssl_ctx.results.records import RECORD_NAME, git_commit
+from ssl_ctx.results import figures, render
+from ssl_ctx.results.collect import RecordSet, history_frame, pretext_frame, probe_frame, read_records
+from ssl_ctx.results.records import git_commit
+from ssl_ctx.results.stats import method_order, summarise, summarise_pretext
 
-# The metric a probe's column shows unless its bench entry names another.
-PRIMARY_METRIC = {"classification": "top1", "detection": "map50", "segmentation": "miou"}
-
-
-def collect_records(runs_dir: str | Path) -> pd.DataFrame:
-    """One row per (run, metric) of every probe record under ``runs_dir``."""
-    rows = []
-    for path in sorted(Path(runs_dir).rglob(RECORD_NAME)):
-        record = json.loads(path.read_text())
-        config = record.get("config", {})
-        tags = config.get("tags", {})
-        if record.get("kind") != "probe":
-            continue
-        task = config.get("probe", {}).get("task", "")
-        probe = tags.get("probe") or f"{task}:{config.get('data', {}).get('dataset', '')}"
-        method = tags.get("method") or config.get("probe", {}).get("init", "?")
-        metric = tags.get("metric") or PRIMARY_METRIC.get(task)
-        metrics = {k: v for k, v in record.get("metrics", {}).items() if isinstance(v, (int, float))}
-        if metric not in metrics and metrics:
-            metric = next(iter(metrics))
-        for name, value in metrics.items():
-            rows.append({"method": method, "probe": probe, "task": task, "seed": record.get("seed"),
-                         "metric": name, "value": float(value), "primary": name == metric,
-                         "wall_time_s": record.get("wall_time_s"), "path": str(path.parent)})
-    return pd.DataFrame(rows)
+DEFAULT_BASELINE = "random_init"
+# Written only when they apply; a rerun that no longer makes one removes the stale copy.
+OPTIONAL_FIGURES = ("layers.png", "pretext.png")
 
 
-def summarise(frame: pd.DataFrame) -> pd.DataFrame:
-    """mean, std (over seeds, ddof=1; 0 for one seed) and n of each (method, probe) primary metric."""
-    primary = frame[frame["primary"]]
-    grouped = primary.groupby(["method", "probe", "metric"])["value"]
-    summary = grouped.agg(mean="mean", std=lambda v: v.std(ddof=1) if len(v) > 1 else 0.0, n="count")
-    return summary.reset_index()
+def table_invocation(runs_dir: str | Path, output: str | Path | None = None, paper: bool = False,
+                     baseline: str | None = DEFAULT_BASELINE, overwrite: bool = False) -> str:
+    """The ``ssl-ctx table`` command line that makes these tables, for the provenance of a direct call."""
+    parts = ["ssl-ctx", "table", str(runs_dir)]
+    parts += ["-o", str(output)] if output else []
+    parts += ["--paper"] if paper else []
+    parts += ["--baseline", baseline or ""] if baseline != DEFAULT_BASELINE else []
+    parts += ["--overwrite"] if overwrite else []
+    return shlex.join(parts)
 
 
-def _cell(mean: float, std: float, n: int, scale: float) -> str:
-    return f"{mean * scale:.1f} ± {std * scale:.1f}" if n > 1 else f"{mean * scale:.1f}"
+def refuse_to_overwrite(output: Path) -> None:
+    """Raise ``UserError`` when ``output`` already holds tables, naming the command that made them."""
+    if not (output / "table.md").exists():
+        return
+    made_by = ""
+    try:
+        command = json.loads((output / "provenance.json").read_text()).get("command")
+        made_by = f" made by `{command}`" if command else ""
+    except (OSError, ValueError, AttributeError):
+        pass
+    raise UserError(f"'{output}' already holds tables{made_by}; pass --overwrite to replace them or -o DIR to "
+                    "write elsewhere")
 
 
-def comparison_table(summary: pd.DataFrame, baseline: str | None = "random_init", scale: float = 100.0) -> pd.DataFrame:
-    """Methods x probes of ``mean ± std`` (in %), plus ``Δ <probe>`` columns against ``baseline``'s mean."""
-    table = summary.pivot(index="method", columns="probe", values="mean")
-    cells = pd.DataFrame(index=table.index)
-    for probe in table.columns:
-        part = summary[summary["probe"] == probe].set_index("method")
-        metric = part["metric"].iloc[0]
-        column = f"{probe} ({metric}, %)"
-        cells[column] = [_cell(part.loc[m, "mean"], part.loc[m, "std"], part.loc[m, "n"], scale)
-                         if m in part.index else "" for m in table.index]
-        if baseline and baseline in part.index:
-            base = part.loc[baseline, "mean"]
-            cells[f"Δ {probe}"] = [f"{(part.loc[m, 'mean'] - base) * scale:+.1f}" if m in part.index and m != baseline
-                                   else "" for m in table.index]
-    seeds = summary.groupby("method")["n"].max()
-    cells["seeds"] = [int(seeds[m]) for m in cells.index]
-    return cells
+def provenance_line(command: str, runs_dir: Path, records: RecordSet, baseline: str | None, methods: set[str],
+                    commit: str) -> str:
+    """Who made the tables, when, from which commit, and from how many records of each kind."""
+    line = (f"Made by `{command}` on {time.strftime('%Y-%m-%d %H:%M %Z')} (git {commit}) from "
+            f"{len(records.probe)} probe records and {len(records.pretext)} pretext records under `{runs_dir}`")
+    if records.unreadable:
+        line += f"; {len(records.unreadable)} unreadable record.json skipped"
+    if baseline and baseline not in methods:
+        line += f"; baseline '{baseline}' has no probe records, so no Δ is shown"
+    return line + "."
 
 
-def paper_table() -> pd.DataFrame:
-    """The paper's published feature-learning numbers (Pathak et al. 2016, Table 2), labelled as such."""
-    frame = pd.DataFrame(PAPER_FEATURE_LEARNING).T
-    frame.columns = [f"paper: {PAPER_TASK_NAMES[c]}" for c in frame.columns]
-    return frame
+def _write_atomic(path: Path, write: Callable[[Path], object]) -> None:
+    """Call ``write(tmp)`` then rename ``tmp`` to ``path``, so a reader never sees a half-written file."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
-def to_markdown(frame: pd.DataFrame) -> str:
-    """A GitHub Markdown table (pandas' own needs the optional 'tabulate' package)."""
-    header = [frame.index.name or ""] + [str(c) for c in frame.columns]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for index, row in frame.iterrows():
-        values = ["" if (isinstance(v, float) and math.isnan(v)) else str(v) for v in row.tolist()]
-        lines.append("| " + " | ".join([str(index), *values]) + " |")
-    return "\n".join(lines)
-
-
-def bar_chart(summary: pd.DataFrame, path: Path, scale: float = 100.0) -> Path:
-    """Grouped bars: one group per probe, one bar per method, error bars = std over seeds."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    probes = list(dict.fromkeys(summary["probe"]))
-    methods = list(dict.fromkeys(summary["method"]))
-    width = 0.8 / max(1, len(methods))
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.8 * len(probes) + 1), 3.6))
-    for i, method in enumerate(methods):
-        part = summary[summary["method"] == method].set_index("probe")
-        xs = [p + (i - (len(methods) - 1) / 2) * width for p in range(len(probes))]
-        means = [part.loc[p, "mean"] * scale if p in part.index else 0 for p in probes]
-        stds = [part.loc[p, "std"] * scale if p in part.index else 0 for p in probes]
-        ax.bar(xs, means, width, yerr=stds, capsize=3, label=method)
-    labels = [f"{p}\n({summary[summary['probe'] == p]['metric'].iloc[0]})" for p in probes]
-    ax.set_xticks(range(len(probes)), labels, fontsize=8)
-    ax.set_ylabel("score (%)")
-    ax.legend(fontsize=8)
-    ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+def _write_text(path: Path, text: str) -> None:
+    _write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def table_command(runs_dir: str | Path, output: str | Path | None = None, paper: bool = False,
-                  baseline: str | None = "random_init", command: str | None = None) -> pd.DataFrame:
-    """Write table.md / table.csv / table.tex / figure.png for ``runs_dir`` and print the Markdown table."""
+                  baseline: str | None = DEFAULT_BASELINE, command: str | None = None,
+                  overwrite: bool = False) -> pd.DataFrame:
+    """Write table.md, table.csv, table.tex, figure.png (+ layers.png for per-layer probes, pretext.png when
+    there are pretext records) and provenance.json into ``output`` (default ``runs_dir/tables``), print the
+    Markdown, and return the per-cell statistics (``stats.summarise``).
+
+    ``command`` is the command line recorded as the tables' maker (default: the equivalent ``ssl-ctx table``).
+    Existing tables are replaced only with ``overwrite``.
+    """
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         raise UserError(f"runs folder '{runs_dir}' does not exist; pass the folder a bench wrote (runs/<name>)")
-    frame = collect_records(runs_dir)
-    if frame.empty:
-        raise UserError(f"no probe records (record.json) under '{runs_dir}'; run `ssl-ctx bench` or `ssl-ctx probe` first")
     output = Path(output) if output else runs_dir / "tables"
+    if not overwrite:
+        refuse_to_overwrite(output)
+    records = read_records(runs_dir)
+    frame = probe_frame(records)
+    if frame.empty:
+        raise UserError(f"no probe records (record.json) under '{runs_dir}'; run `ssl-ctx bench` or `ssl-ctx probe` "
+                        "first")
+    command = command or table_invocation(runs_dir, output if output != runs_dir / "tables" else None, paper,
+                                          baseline, overwrite)
+    summary = summarise(frame, baseline)
+    pretexts = pretext_frame(records)
+    pretext = summarise_pretext(pretexts) if records.pretext else None
+    history = history_frame(records)
+    commit = git_commit()
+    provenance = provenance_line(command, runs_dir, records, baseline, set(frame["method"]), commit)
+    report = render.build_report(summary, provenance, baseline, pretext, paper)
+    markdown = render.to_markdown(report)
+
     output.mkdir(parents=True, exist_ok=True)
-    summary = summarise(frame)
-    table = comparison_table(summary, baseline if baseline in set(summary["method"]) else None)
-    table.index.name = "method"
-    provenance = (f"Generated {time.strftime('%Y-%m-%d %H:%M %Z')} by `{command or f'ssl-ctx table {runs_dir}'}` "
-                  f"from {frame['path'].nunique()} run records under `{runs_dir}` (git {git_commit()}). "
-                  f"Cells: mean ± std over seeds of each probe's metric, in %; Δ = difference from "
-                  f"{baseline}'s mean.")
-    markdown = f"{provenance}\n\n{to_markdown(table)}\n"
-    pretext = pretext_summary(runs_dir)
-    if not pretext.empty:
-        markdown += ("\nPretext runs, held-out metrics (mean over seeds; masked L2 on the [-1, 1] pixel scale, "
-                     "mean_fill = the hole filled with the dataset mean):\n\n"
-                     f"{to_markdown(pretext.round(4))}\n")
-    if paper:
-        markdown += ("\nFor reference only, the paper's published numbers (Pathak et al. 2016, Table 2: AlexNet "
-                     "fine-tuned on PASCAL VOC, other datasets and a far larger scale than ours):\n\n"
-                     f"{to_markdown(paper_table())}\n")
-    (output / "table.md").write_text(markdown)
-    summary.to_csv(output / "table.csv", index=False)
-    (output / "table.tex").write_text(f"% {provenance}\n" + table.to_latex(escape=True))
-    bar_chart(summary, output / "figure.png")
-    write_json_atomic(output / "provenance.json", {"command": command, "runs_dir": str(runs_dir),
-                                                   "records": sorted(frame["path"].unique().tolist())})
+    _write_text(output / "table.md", markdown)
+    _write_text(output / "table.tex", render.to_latex(report))
+    _write_atomic(output / "table.csv", lambda tmp: render.csv_frame(summary).to_csv(tmp, index=False))
+    methods = method_order(set(frame["method"]) | set(pretexts["method"]), baseline)
+    colors = figures.method_colors(methods)
+    written = ["table.md", "table.csv", "table.tex", "figure.png"]
+    _write_atomic(output / "figure.png", lambda tmp: figures.probe_figure(summary, tmp, colors))
+    if figures.layered_probes(summary):
+        _write_atomic(output / "layers.png", lambda tmp: figures.layer_figure(summary, tmp, colors))
+        written.append("layers.png")
+    if pretext is not None and (not pretext[0].empty or not history.empty):
+        _write_atomic(output / "pretext.png", lambda tmp: figures.pretext_figure(history, pretext[0], tmp, colors))
+        written.append("pretext.png")
+    for name in OPTIONAL_FIGURES:
+        if name not in written:
+            (output / name).unlink(missing_ok=True)
+    write_json_atomic(output / "provenance.json", {
+        "command": command, "runs_dir": str(runs_dir), "made_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "git_commit": commit, "baseline": baseline, "records": records.paths(),
+        "skipped_unreadable": [str(p) for p in records.unreadable], "files": written})
     print(markdown)
-    print(f"tables: {output}/table.md, table.csv, table.tex, figure.png")
-    return table
-
-
-def pretext_summary(runs_dir: str | Path) -> pd.DataFrame:
-    """Held-out pretext metrics (masked L2 and the mean-fill baseline) per method, mean over seeds."""
-    rows: list[dict[str, Any]] = []
-    for path in sorted(Path(runs_dir).rglob(RECORD_NAME)):
-        record = json.loads(path.read_text())
-        if record.get("kind") == "pretext":
-            tags = record["config"].get("tags", {})
-            rows.append({"method": tags.get("method", record["config"]["method"]["name"]),
-                         **{k: v for k, v in record["metrics"].items() if k.startswith("eval_")}})
-    return pd.DataFrame(rows).groupby("method").mean() if rows else pd.DataFrame()
+    print(f"tables: {output}/{', '.join(written)}, provenance.json")
+    return summary

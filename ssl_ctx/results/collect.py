@@ -1,0 +1,158 @@
+"""Run records -> long DataFrames. The only module that knows the ``record.json`` layout.
+
+``read_records`` finds and parses every record under a runs folder (an unreadable one is skipped with a one-line
+warning); ``probe_frame``, ``pretext_frame`` and ``history_frame`` turn them into one row per shown probe metric,
+per pretext run and per logged training step. Statistics, rendering and figures read only these frames.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ssl_ctx.results.records import RECORD_NAME
+
+# The headline metric of a probe whose record carries no ``tags.metric``.
+PRIMARY_METRIC = {"classification": "top1", "detection": "map50", "segmentation": "miou"}
+# Older probe records lack ``probe.kind``: derive it from the probe mode.
+KIND_OF_MODE = {"linear": "frozen", "finetune": "fine-tuned"}
+# A pretext record's held-out L2 of the model, and the pixels it is measured on; the first one present is used.
+PIXELS_OF_METRIC = {"eval_masked_l2": "hole", "eval_l2": "whole image"}
+MEAN_FILL_METRIC = "eval_mean_fill_l2"
+
+PROBE_COLUMNS = ["probe", "task", "kind", "protocol", "metric", "layer", "column", "method", "seed", "value", "path"]
+PRETEXT_COLUMNS = ["method", "seed", "train_steps", "pixels", "model_l2", "mean_fill_l2", "path"]
+HISTORY_COLUMNS = ["method", "seed", "step", "loss"]
+
+Record = tuple[Path, dict[str, Any]]
+
+
+@dataclass
+class RecordSet:
+    """Every readable ``record.json`` under a runs folder, by kind, and the paths of the unreadable ones."""
+
+    probe: list[Record] = field(default_factory=list)
+    pretext: list[Record] = field(default_factory=list)
+    other: list[Record] = field(default_factory=list)
+    unreadable: list[Path] = field(default_factory=list)
+
+    def paths(self) -> list[str]:
+        """The probe and pretext record files the tables are made from, sorted."""
+        return sorted(str(path) for path, _ in self.probe + self.pretext)
+
+
+def read_records(runs_dir: str | Path) -> RecordSet:
+    """Parse every ``record.json`` under ``runs_dir``; a file that is not a JSON object is skipped with a
+    one-line warning on stderr, so one half-written record does not hide all the others."""
+    records = RecordSet()
+    for path in sorted(Path(runs_dir).rglob(RECORD_NAME)):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError) as err:
+            reason = f"not valid JSON ({err})" if isinstance(err, ValueError) else f"unreadable ({err})"
+            _skip(records, path, reason)
+            continue
+        if not isinstance(record, dict):
+            _skip(records, path, f"not a JSON object but a {type(record).__name__}")
+            continue
+        by_kind = {"probe": records.probe, "pretext": records.pretext}
+        by_kind.get(record.get("kind"), records.other).append((path, record))
+    return records
+
+
+def _skip(records: RecordSet, path: Path, reason: str) -> None:
+    records.unreadable.append(path)
+    print(f"ssl-ctx: warning: skipping {path}: {reason}", file=sys.stderr)
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _section(mapping: dict[str, Any], key: str) -> dict[str, Any]:
+    value = mapping.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def probe_rows(path: Path, record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows of one probe record: its headline metric ``<base>`` and/or ``<base>@<layer>`` values, layers in
+    the record's order. Other metrics (loss, pixel accuracy, ...) are not shown in the tables."""
+    config = _section(record, "config")
+    tags, probe_config, settings = _section(config, "tags"), _section(config, "probe"), _section(record, "probe")
+    task = probe_config.get("task", "")
+    metrics = _section(record, "metrics")
+    numbers = {name: _number(value) for name, value in metrics.items() if _number(value) is not None}
+    bases = [name.partition("@")[0] for name in numbers]
+    base = next((b for b in (tags.get("metric"), PRIMARY_METRIC.get(task)) if b in bases), bases[0] if bases else None)
+    common = {
+        "probe": tags.get("probe") or f"{task}:{_section(config, 'data').get('dataset', '')}",
+        "task": task,
+        "kind": settings.get("kind") or KIND_OF_MODE.get(probe_config.get("mode"), ""),
+        "protocol": settings.get("protocol") or "",
+        "method": tags.get("method") or probe_config.get("init", "?"),
+        "seed": record.get("seed", tags.get("seed")),
+        "path": str(path),
+    }
+    rows = []
+    for name, value in numbers.items():
+        metric, _, layer = name.partition("@")
+        if metric == base:
+            rows.append({**common, "metric": metric, "layer": layer, "column": layer or metric, "value": value})
+    return rows
+
+
+def probe_frame(records: RecordSet) -> pd.DataFrame:
+    """One row per (probe record, shown metric): the columns of ``PROBE_COLUMNS``; ``value`` is unscaled."""
+    rows = [row for path, record in records.probe for row in probe_rows(path, record)]
+    return pd.DataFrame(rows, columns=PROBE_COLUMNS)
+
+
+def collect_records(runs_dir: str | Path) -> pd.DataFrame:
+    """``probe_frame`` of every probe record under ``runs_dir``."""
+    return probe_frame(read_records(runs_dir))
+
+
+def _pretext_method(record: dict[str, Any]) -> str:
+    config = _section(record, "config")
+    return _section(config, "tags").get("method") or _section(config, "method").get("name", "?")
+
+
+def pretext_frame(records: RecordSet) -> pd.DataFrame:
+    """One row per pretext record: train steps, the model's held-out L2 and the pixels it covers ("hole" or
+    "whole image"; empty for a method without held-out metrics, e.g. random_init) and the mean-fill L2 of the
+    same pixels. Missing numbers are NaN."""
+    rows = []
+    for path, record in records.pretext:
+        metrics = _section(record, "metrics")
+        model_metric = next((name for name in PIXELS_OF_METRIC if _number(metrics.get(name)) is not None), None)
+        rows.append({
+            "method": _pretext_method(record),
+            "seed": record.get("seed"),
+            "train_steps": _number(metrics.get("train_steps")) or 0.0,
+            "pixels": PIXELS_OF_METRIC.get(model_metric, ""),
+            "model_l2": _number(metrics.get(model_metric)) if model_metric else math.nan,
+            "mean_fill_l2": _nan_if_none(_number(metrics.get(MEAN_FILL_METRIC))),
+            "path": str(path),
+        })
+    return pd.DataFrame(rows, columns=PRETEXT_COLUMNS)
+
+
+def _nan_if_none(value: float | None) -> float:
+    return math.nan if value is None else value
+
+
+def history_frame(records: RecordSet) -> pd.DataFrame:
+    """One row per logged training step of every pretext record that has a ``history``."""
+    rows = []
+    for _, record in records.pretext:
+        history = record.get("history")
+        for entry in history if isinstance(history, list) else []:
+            step, loss = (_number(entry.get(k)) if isinstance(entry, dict) else None for k in ("step", "loss"))
+            if step is not None and loss is not None:
+                rows.append({"method": _pretext_method(record), "seed": record.get("seed"), "step": step, "loss": loss})
+    return pd.DataFrame(rows, columns=HISTORY_COLUMNS)

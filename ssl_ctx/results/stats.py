@@ -1,0 +1,136 @@
+"""Statistics over seeds: mean, std and n per cell, and each method's difference from the baseline with
+Welch's t-test and its 95 % confidence interval. Pure functions of numbers and frames; no formatting here.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats as scipy_stats
+
+CONFIDENCE = 0.95  # p < 1 - CONFIDENCE is "significant"; the same level gives the interval, so both agree
+NO_TEST = "n < 2, no test"
+
+SUMMARY_COLUMNS = ["probe", "task", "kind", "protocol", "metric", "layer", "column", "method", "n", "mean", "std",
+                   "values", "baseline", "delta", "ci_low", "ci_high", "p_value", "significant"]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A method's difference from the baseline, in the units of the values.
+
+    ``significant`` is None when either side has fewer than two seeds (no test: ``ci_*``, ``p_value`` and
+    ``df`` are NaN, ``delta`` is still the difference of the means).
+    """
+
+    delta: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    df: float
+    significant: bool | None
+
+
+def sample_std(values: Sequence[float]) -> float:
+    """Standard deviation over seeds with ddof=1; NaN for fewer than two values (it is undefined)."""
+    return float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
+
+
+def welch_df(var_a: float, n_a: int, var_b: float, n_b: int) -> float:
+    """Welch–Satterthwaite degrees of freedom of the difference of two means with sample variances
+    ``var_a``, ``var_b`` (ddof=1) over ``n_a``, ``n_b`` >= 2 values."""
+    a, b = var_a / n_a, var_b / n_b
+    return (a + b) ** 2 / (a ** 2 / (n_a - 1) + b ** 2 / (n_b - 1))
+
+
+def welch_compare(values: Sequence[float], baseline: Sequence[float], confidence: float = CONFIDENCE) -> Comparison:
+    """Δ = mean(values) − mean(baseline), Welch's two-sided t-test and the ``confidence`` interval of Δ.
+
+    Significant means p < 1 − confidence, i.e. the interval excludes 0. With a zero standard error (every seed
+    gave the same number on both sides) the interval is [Δ, Δ] and Δ ≠ 0 counts as significant.
+    """
+    values, baseline = np.asarray(values, dtype=float), np.asarray(baseline, dtype=float)
+    delta = float(values.mean() - baseline.mean()) if len(values) and len(baseline) else math.nan
+    if len(values) < 2 or len(baseline) < 2:
+        return Comparison(delta, math.nan, math.nan, math.nan, math.nan, None)
+    var_a, var_b = values.var(ddof=1), baseline.var(ddof=1)
+    standard_error = math.sqrt(var_a / len(values) + var_b / len(baseline))
+    if standard_error == 0:
+        return Comparison(delta, delta, delta, 0.0 if delta != 0 else 1.0, math.inf, delta != 0)
+    df = welch_df(var_a, len(values), var_b, len(baseline))
+    p_value = float(scipy_stats.ttest_ind(values, baseline, equal_var=False).pvalue)
+    half_width = float(scipy_stats.t.ppf(0.5 + confidence / 2, df)) * standard_error
+    return Comparison(delta, delta - half_width, delta + half_width, p_value, df, p_value < 1 - confidence)
+
+
+def method_order(methods: Iterable[str], baseline: str | None) -> list[str]:
+    """The baseline first (when present), then the other methods sorted by name."""
+    methods = set(methods)
+    return ([baseline] if baseline in methods else []) + sorted(methods - {baseline})
+
+
+def summarise(frame: pd.DataFrame, baseline: str | None = "random_init",
+              confidence: float = CONFIDENCE) -> pd.DataFrame:
+    """Long probe frame (``collect.probe_frame``) -> one row per (probe, column, method) with the columns of
+    ``SUMMARY_COLUMNS``, unscaled. Probes and columns keep their order of appearance, methods ``method_order``.
+
+    ``values`` is the tuple of per-seed values. ``baseline``/``delta``/``ci_*``/``p_value``/``significant`` are
+    filled for methods other than the baseline on a (probe, column) the baseline also has; otherwise empty
+    (``""``, NaN, None).
+    """
+    rows = []
+    for probe in pd.unique(frame["probe"]):
+        part = frame[frame["probe"] == probe]
+        described = {
+            "task": _joined(part["task"]), "kind": _joined(part["kind"]), "protocol": _joined(part["protocol"]),
+            "metric": _joined(part["metric"]),
+        }
+        for column in pd.unique(part["column"]):
+            cell = part[part["column"] == column]
+            by_method = {m: cell.loc[cell["method"] == m, "value"].tolist() for m in pd.unique(cell["method"])}
+            reference = by_method.get(baseline) if baseline else None
+            for method in method_order(by_method, baseline):
+                values = by_method[method]
+                row = {"probe": probe, **described, "layer": cell["layer"].iloc[0], "column": column,
+                       "method": method, "n": len(values), "mean": float(np.mean(values)),
+                       "std": sample_std(values), "values": tuple(values), "baseline": "", "delta": math.nan,
+                       "ci_low": math.nan, "ci_high": math.nan, "p_value": math.nan, "significant": None}
+                if reference is not None and method != baseline:
+                    comparison = welch_compare(values, reference, confidence)
+                    row.update(baseline=baseline, delta=comparison.delta, ci_low=comparison.ci_low,
+                               ci_high=comparison.ci_high, p_value=comparison.p_value,
+                               significant=comparison.significant)
+                rows.append(row)
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
+def _joined(column: pd.Series) -> str:
+    """The distinct non-empty values of a descriptive column: one normally, several if records disagree."""
+    return " / ".join(str(v) for v in pd.unique(column) if v)
+
+
+PRETEXT_SUMMARY_COLUMNS = ["method", "n", "steps_min", "steps_max", "pixels", "model_mean", "model_std",
+                           "fill_mean", "fill_std", "ratio"]
+
+
+def summarise_pretext(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Pretext frame (``collect.pretext_frame``) -> (one row per method with held-out metrics, sorted; the
+    methods left out because their records have none, e.g. random_init). ``ratio`` = mean model L2 / mean
+    mean-fill L2 (below 1: better than filling the pixels with the dataset mean)."""
+    rows, without = [], []
+    for method in sorted(pd.unique(frame["method"])):
+        part = frame[frame["method"] == method].dropna(subset=["model_l2"])
+        if part.empty:
+            without.append(method)
+            continue
+        model, fill = part["model_l2"].tolist(), part["mean_fill_l2"].dropna().tolist()
+        fill_mean = float(np.mean(fill)) if fill else math.nan
+        rows.append({"method": method, "n": len(part), "steps_min": part["train_steps"].min(),
+                     "steps_max": part["train_steps"].max(), "pixels": _joined(part["pixels"]),
+                     "model_mean": float(np.mean(model)), "model_std": sample_std(model),
+                     "fill_mean": fill_mean, "fill_std": sample_std(fill),
+                     "ratio": float(np.mean(model)) / fill_mean if fill_mean else math.nan})
+    return pd.DataFrame(rows, columns=PRETEXT_SUMMARY_COLUMNS), without

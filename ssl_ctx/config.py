@@ -172,6 +172,9 @@ class ProbeConfig:
     holdout_fraction: float = 0.1
     pixels_per_image: int = 256  # frozen segmentation: labelled pixels per training image the ridge is fitted on
     keep_checkpoint: bool = False  # keep a trained probe's checkpoint after its record is written
+    # Keep the frozen features this probe extracted (features/ beside the checkpoint) for later probes to reuse;
+    # false deletes them once the record is written (about 1.3 GB per encoder in the quick bench).
+    keep_features: bool = True
     num_classes: int | None = None  # null = from the dataset
     detection_min_size: int = 128  # Faster R-CNN's internal resize (small: CPU budget)
     detection_score_threshold: float = 0.0

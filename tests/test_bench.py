@@ -84,8 +84,9 @@ def test_progress_estimates_the_time_left_from_cells_of_the_same_kind():
 
     plan = [Cell("ce", 0), Cell("ce", 0, "cls"), Cell("ce", 1), Cell("ce", 1, "cls"), Cell("ce", 2, "cls")]
     progress = BenchProgress(plan)
-    assert "left" not in progress.before(1, plan[0])
+    assert "time left known after the first seed" in progress.before(1, plan[0])
     progress.after(plan[0], "done", 100.0)
+    assert progress.remaining_seconds() is None  # the probe kind has not run yet: no guess
     progress.after(plan[1], "done", 10.0)
     assert progress.remaining_seconds() == 100.0 + 10.0 + 10.0
     progress.after(plan[2], "skipped", 0.0)  # a finished cell found on disk says nothing about durations

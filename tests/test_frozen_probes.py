@@ -106,3 +106,13 @@ def test_sampled_pixel_features_are_the_upsampled_maps():
                            for m in maps.values()], dim=1)
     expected = upsampled[torch.arange(2)[:, None], :, rows, cols]
     assert torch.allclose(sampled, expected, atol=1e-5)
+
+
+def test_features_extracted_by_a_probe_are_removed_unless_kept(tmp_path):
+    from ssl_ctx.probes import remove_extracted_features
+
+    extracted, reused = tmp_path / "a", tmp_path / "b"
+    extracted.mkdir(), reused.mkdir()
+    remove_extracted_features({"folders": {"train": str(extracted), "val": str(reused)},
+                               "extracted": ["train"], "reused": ["val"]})
+    assert not extracted.exists() and reused.exists()

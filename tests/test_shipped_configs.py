@@ -7,6 +7,7 @@ import pytest
 
 from ssl_ctx.bench.runner import cells, configs_root, pretext_config, probe_config
 from ssl_ctx.config import load_config
+from ssl_ctx.probes.common import resolve_solver
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 ALL = sorted(CONFIGS.rglob("*.yaml"))
@@ -29,4 +30,5 @@ def test_every_bench_cell_resolves(path, tmp_path):
         else:
             config = probe_config(bench, cell, root, tmp_path / "last.pt")
             assert config.probe.init == str(tmp_path / "last.pt") and config.tags["probe"] == cell.probe
+            resolve_solver(config.probe)  # the probe's solver fits its task and mode
         assert config.run_dir == cell.run_dir(bench.run_dir)

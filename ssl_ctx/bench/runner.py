@@ -167,7 +167,9 @@ class BenchProgress:
     """The bench's overall progress line: cell number, elapsed time and an estimate of the time left.
 
     The estimate adds, for every cell still to run, the mean duration of the cells of its kind that ran in this
-    process (kind = its probe, or the pretext of its method); kinds not yet seen take the mean of all.
+    process (kind = its probe, or the pretext of its method). Kinds differ by minutes (a context encoder's pretext)
+    to a second (random init's), so there is no estimate until every kind still to run has been timed once: after
+    the first seed, as cells run seed by seed.
     """
 
     def __init__(self, plan: list[Cell]) -> None:
@@ -186,22 +188,20 @@ class BenchProgress:
             self.durations.setdefault(self.kind(cell), []).append(seconds)
 
     def remaining_seconds(self) -> float | None:
-        every = [d for durations in self.durations.values() for d in durations]
-        if not every:
-            return None
-        overall = sum(every) / len(every)
         left = [cell for cell in self.plan if cell not in self.finished]
-        return sum(_mean(self.durations.get(self.kind(cell)), overall) for cell in left)
+        if any(self.kind(cell) not in self.durations for cell in left):
+            return None
+        return sum(_mean(self.durations[self.kind(cell)]) for cell in left)
 
     def before(self, number: int, cell: Cell) -> str:
         elapsed = time.time() - self.started
         left = self.remaining_seconds()
-        estimate = f", about {_duration(left)} left" if left is not None else ""
+        estimate = f", about {_duration(left)} left" if left is not None else ", time left known after the first seed"
         return f"bench [{number}/{len(self.plan)}] {cell.label()} ({_duration(elapsed)} elapsed{estimate})"
 
 
-def _mean(values: list[float] | None, default: float) -> float:
-    return sum(values) / len(values) if values else default
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
 
 
 def _duration(seconds: float) -> str:

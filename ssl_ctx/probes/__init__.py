@@ -8,6 +8,7 @@ and prints the probe's settings with its result. Importing this package register
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import time
 from typing import Any
 
@@ -82,7 +83,8 @@ def run_probe(config: Config, resume: bool = False, deadline: float | None = Non
     settings = {**probe_settings(config), "normalisation": normalisation,
                 "encoder_architecture": describe_encoder(encoder),
                 **{k: v for k, v in details.items() if k not in ("chance", "headline")}}
-    settings.setdefault("protocol", _sgd_protocol(config))
+    # The protocol line every table prints: how the head is fitted, and how the encoder's BatchNorm was treated.
+    settings["protocol"] = f"{settings.get('protocol') or _sgd_protocol(config)}; {normalisation}"
     wall_time = time.perf_counter() - started
     if trainer.is_main:
         kept = config.probe.keep_checkpoint and trainer.checkpoint_path.exists()
@@ -91,8 +93,16 @@ def run_probe(config: Config, resume: bool = False, deadline: float | None = Non
                                      "checkpoint": str(trainer.checkpoint_path) if kept else None})
         if not kept:  # the record is the result; nothing reads a finished probe's checkpoint again
             trainer.checkpoint_path.unlink(missing_ok=True)
+        if not config.probe.keep_features:
+            remove_extracted_features(details.get("features"))
         print(format_result(settings, metrics, details, wall_time, str(record)))
     return metrics
+
+
+def remove_extracted_features(features: dict[str, Any] | None) -> None:
+    """Delete the feature folders this probe extracted (never ones an earlier probe left for reuse)."""
+    for split in (features or {}).get("extracted", []):
+        shutil.rmtree(features["folders"][split], ignore_errors=True)
 
 
 def _sgd_protocol(config: Config) -> str:

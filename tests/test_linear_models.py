@@ -60,6 +60,17 @@ def test_penalty_is_chosen_on_the_held_out_rows_and_refitted_on_all():
     assert torch.allclose(fit.weight, refit.weight, atol=1e-5)
 
 
+def test_a_penalty_at_the_edge_of_the_grid_is_named_and_an_inside_one_is_not():
+    features, labels = blobs(count=400, classes=3)
+    holdout = stratified_holdout(labels, 0.25)
+    edge = fit_ridge_classifier(features, labels, 3, [1e-3, 1e5], holdout)
+    assert "smallest of probe.ridge_alphas" in edge.grid_edge_warning("layer conv3")
+    inside = fit_ridge_classifier(features, labels, 3, [1e-3, 1e5], holdout)
+    inside.holdout_accuracy[1e-4] = 0.0  # as if a smaller candidate had been tried and lost
+    assert inside.grid_edge_warning("layer conv3") is None
+    assert fit_ridge_classifier(features, labels, 3, [1e-3]).grid_edge_warning("layer conv3") is None
+
+
 def test_holdouts_keep_classes_and_groups_whole():
     labels = np.repeat(np.arange(5), 20)
     held = stratified_holdout(labels, 0.1)

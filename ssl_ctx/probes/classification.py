@@ -16,6 +16,7 @@ Tiny-ImageNet: train -> val (in-domain); CIFAR-10: train -> test (transfer).
 """
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import torch
@@ -145,6 +146,8 @@ def _ridge_probe(config: Config, encoder: nn.Module, trainer: Any, train_split: 
     fits: dict[str, Any] = {}
     for name, pool in zip(layers, pools):
         fit = fit_ridge_classifier(train_features[name], train_split.labels, num_classes, probe.ridge_alphas, holdout)
+        if warning := fit.grid_edge_warning(f"classification probe at {name}"):
+            print(warning, file=sys.stderr)
         correct = fit.predict(eval_features[name]) == eval_split.labels
         metrics[f"top1@{name}"] = float(correct.mean())
         fits[name] = {"features": f"avg {pool[0]}x{pool[1]} of {shapes[name].channels}x{shapes[name].height}x"

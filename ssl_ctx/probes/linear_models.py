@@ -112,6 +112,17 @@ class RidgeClassifier:
     def predict(self, features: np.ndarray) -> np.ndarray:
         return self.scores(features).argmax(1).numpy()
 
+    def grid_edge_warning(self, what: str) -> str | None:
+        """One line when the chosen penalty is the smallest or largest candidate: the optimum may lie beyond."""
+        if len(self.holdout_accuracy) < 2:
+            return None
+        for edge, name, advice in ((min(self.holdout_accuracy), "smallest", "smaller"),
+                                   (max(self.holdout_accuracy), "largest", "larger")):
+            if self.alpha == edge:
+                return (f"ssl-ctx: warning: {what}: the ridge penalty chosen ({self.alpha:g}) is the {name} of "
+                        f"probe.ridge_alphas; add {advice} values to find its optimum")
+        return None
+
 
 def feature_moments(features: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-column mean and standard deviation ``(D,)``; a constant column gets scale 1 (it is left at 0)."""
@@ -167,10 +178,10 @@ def fit_ridge_classifier(features: np.ndarray, labels: np.ndarray, num_classes: 
 
     holdout_accuracy: dict[float, float] = {}
     alpha = float(max(alphas))
-    if held.any():  # float32 is plenty to rank the candidates; the final fit below is float64
-        covariance, cross, z_mean, y_mean = (t.float() for t in fit_part.centred())
+    if held.any():  # float64: the smallest penalties sit near float32's rounding of the small eigenvalues
+        covariance, cross, z_mean, y_mean = fit_part.centred()
         values, vectors = torch.linalg.eigh(covariance)
-        projected = (torch.cat(held_rows) - z_mean) @ vectors
+        projected = (torch.cat(held_rows).double() - z_mean) @ vectors
         rotated = vectors.T @ cross  # one rotation serves every penalty
         held_labels = torch.from_numpy(labels[held].astype(np.int64))
         for candidate in sorted(float(a) for a in alphas):

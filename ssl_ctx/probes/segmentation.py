@@ -22,6 +22,7 @@ classes present in ground truth or prediction, and pixel accuracy (:mod:`ssl_ctx
 """
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
@@ -194,6 +195,8 @@ def _ridge_probe(config: Config, encoder: nn.Module, trainer: Any, layers: list[
     labelled = labels != IGNORE_INDEX
     fit = fit_ridge_classifier(features[labelled], labels[labelled], num_classes, probe.ridge_alphas,
                                group_holdout(image_of_pixel[labelled], probe.holdout_fraction))
+    if warning := fit.grid_edge_warning("segmentation probe"):
+        print(warning, file=sys.stderr)
 
     # Per layer: a 1x1 convolution with its rows of the classifier (standardisation folded in), then bilinear
     # upsampling, summed: the same linear map as on the upsampled features, at the maps' own resolution.

@@ -5,6 +5,7 @@ import torch
 
 from ssl_ctx.errors import UserError
 from ssl_ctx.probes.linear_models import (
+    EDGE_MARGIN,
     balanced_accuracy,
     fit_ridge_classifier,
     group_holdout,
@@ -60,14 +61,15 @@ def test_penalty_is_chosen_on_the_held_out_rows_and_refitted_on_all():
     assert torch.allclose(fit.weight, refit.weight, atol=1e-5)
 
 
-def test_a_penalty_at_the_edge_of_the_grid_is_named_and_an_inside_one_is_not():
+def test_a_penalty_at_the_edge_of_the_grid_is_named_and_a_plateau_or_an_inside_one_is_not():
     features, labels = blobs(count=400, classes=3)
-    holdout = stratified_holdout(labels, 0.25)
-    edge = fit_ridge_classifier(features, labels, 3, [1e-3, 1e5], holdout)
-    assert "smallest of probe.ridge_alphas" in edge.grid_edge_warning("layer conv3")
-    inside = fit_ridge_classifier(features, labels, 3, [1e-3, 1e5], holdout)
-    inside.holdout_accuracy[1e-4] = 0.0  # as if a smaller candidate had been tried and lost
-    assert inside.grid_edge_warning("layer conv3") is None
+    fit = fit_ridge_classifier(features, labels, 3, [1e-3, 1e5], stratified_holdout(labels, 0.25))
+    assert fit.alpha == 1e-3 and fit.holdout_accuracy[1e-3] - fit.holdout_accuracy[1e5] > EDGE_MARGIN
+    assert "smallest of probe.ridge_alphas" in fit.grid_edge_warning("layer conv3")
+    fit.holdout_accuracy = {1e-3: 0.5, 1e-2: 0.5 - EDGE_MARGIN / 2, 1e5: 0.1}  # a plateau reaching the edge
+    assert fit.grid_edge_warning("layer conv3") is None
+    fit.holdout_accuracy = {1e-4: 0.4, 1e-3: 0.5, 1e5: 0.1}  # a smaller candidate was tried and lost
+    assert fit.grid_edge_warning("layer conv3") is None
     assert fit_ridge_classifier(features, labels, 3, [1e-3]).grid_edge_warning("layer conv3") is None
 
 

@@ -92,6 +92,10 @@ class _Moments:
         return covariance, cross, z_mean, y_mean
 
 
+# Held-out accuracy by which a penalty at the edge of the grid must beat its neighbour to be worth a warning.
+EDGE_MARGIN = 0.001
+
+
 @dataclass
 class RidgeClassifier:
     """A fitted ridge classifier: ``scores = ((x - mean) / scale) @ weight + bias``; the class is the arg-max."""
@@ -113,9 +117,20 @@ class RidgeClassifier:
         return self.scores(features).argmax(1).numpy()
 
     def grid_edge_warning(self, what: str) -> str | None:
-        """One line when the chosen penalty is the smallest or largest candidate: the optimum may lie beyond."""
-        if len(self.holdout_accuracy) < 2:
+        """One line when the chosen penalty is the smallest or largest candidate and beats its neighbour by more
+        than :data:`EDGE_MARGIN`: the optimum may lie beyond the grid. A plateau reaching the edge is no warning
+        (with plenty of rows per feature, the smallest penalties all fit the same classifier)."""
+        penalties = sorted(self.holdout_accuracy)
+        if len(penalties) < 2:
             return None
+        for edge, neighbour, name, advice in ((penalties[0], penalties[1], "smallest", "smaller"),
+                                              (penalties[-1], penalties[-2], "largest", "larger")):
+            margin = self.holdout_accuracy[edge] - self.holdout_accuracy[neighbour]
+            if self.alpha == edge and margin > EDGE_MARGIN:
+                return (f"ssl-ctx: warning: {what}: the ridge penalty chosen ({edge:g}) is the {name} of "
+                        f"probe.ridge_alphas and beats the next by {margin:.2%} held-out accuracy; add {advice} "
+                        f"values to find its optimum")
+        return None
         for edge, name, advice in ((min(self.holdout_accuracy), "smallest", "smaller"),
                                    (max(self.holdout_accuracy), "largest", "larger")):
             if self.alpha == edge:

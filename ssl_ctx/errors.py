@@ -6,11 +6,17 @@ so library code raises it wherever the cause is bad input rather than a bug.
 from __future__ import annotations
 
 import difflib
+import sys
 from collections.abc import Iterable
 
 
 class UserError(Exception):
     """Bad input from the user (path, config key, checkpoint, image). The message is one line."""
+
+
+def warn(message: str) -> None:
+    """Print ``ssl-ctx: warning: <message>`` on stderr: something the user should know that stops nothing."""
+    print(f"ssl-ctx: warning: {message}", file=sys.stderr)
 
 
 def suggest(name: str, choices: Iterable[str]) -> str:

@@ -16,7 +16,6 @@ Tiny-ImageNet: train -> val (in-domain); CIFAR-10: train -> test (transfer).
 """
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import torch
@@ -25,7 +24,7 @@ from torch import nn
 
 from ssl_ctx.config import Config
 from ssl_ctx.engine.optim import optimize
-from ssl_ctx.errors import UserError
+from ssl_ctx.errors import UserError, warn
 from ssl_ctx.models import feature_shapes
 from ssl_ctx.probes.common import (
     ProbeTask,
@@ -147,7 +146,7 @@ def _ridge_probe(config: Config, encoder: nn.Module, trainer: Any, train_split: 
     for name, pool in zip(layers, pools):
         fit = fit_ridge_classifier(train_features[name], train_split.labels, num_classes, probe.ridge_alphas, holdout)
         if warning := fit.grid_edge_warning(f"classification probe at {name}"):
-            print(warning, file=sys.stderr)
+            warn(warning)
         correct = fit.predict(eval_features[name]) == eval_split.labels
         metrics[f"top1@{name}"] = float(correct.mean())
         fits[name] = {"features": f"avg {pool[0]}x{pool[1]} of {shapes[name].channels}x{shapes[name].height}x"

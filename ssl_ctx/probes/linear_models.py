@@ -117,8 +117,8 @@ class RidgeClassifier:
         return self.scores(features).argmax(1).numpy()
 
     def grid_edge_warning(self, what: str) -> str | None:
-        """One line when the chosen penalty is the smallest or largest candidate and beats its neighbour by more
-        than :data:`EDGE_MARGIN`: the optimum may lie beyond the grid. A plateau reaching the edge is no warning
+        """The message for :func:`~ssl_ctx.errors.warn` when the chosen penalty is the smallest or largest
+        candidate and beats its neighbour by more than :data:`EDGE_MARGIN`: the optimum may lie beyond the grid. A plateau reaching the edge is no warning
         (with plenty of rows per feature, the smallest penalties all fit the same classifier)."""
         penalties = sorted(self.holdout_accuracy)
         if len(penalties) < 2:
@@ -127,15 +127,8 @@ class RidgeClassifier:
                                               (penalties[-1], penalties[-2], "largest", "larger")):
             margin = self.holdout_accuracy[edge] - self.holdout_accuracy[neighbour]
             if self.alpha == edge and margin > EDGE_MARGIN:
-                return (f"ssl-ctx: warning: {what}: the ridge penalty chosen ({edge:g}) is the {name} of "
-                        f"probe.ridge_alphas and beats the next by {margin:.2%} held-out accuracy; add {advice} "
-                        f"values to find its optimum")
-        return None
-        for edge, name, advice in ((min(self.holdout_accuracy), "smallest", "smaller"),
-                                   (max(self.holdout_accuracy), "largest", "larger")):
-            if self.alpha == edge:
-                return (f"ssl-ctx: warning: {what}: the ridge penalty chosen ({self.alpha:g}) is the {name} of "
-                        f"probe.ridge_alphas; add {advice} values to find its optimum")
+                return (f"{what}: the ridge penalty chosen ({edge:g}) is the {name} of probe.ridge_alphas and "
+                        f"beats the next by {margin:.2%} held-out accuracy; add {advice} values to find its optimum")
         return None
 
 

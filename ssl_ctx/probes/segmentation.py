@@ -22,7 +22,6 @@ classes present in ground truth or prediction, and pixel accuracy (:mod:`ssl_ctx
 """
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import numpy as np
@@ -32,7 +31,7 @@ from torch import Tensor, nn
 
 from ssl_ctx.config import Config
 from ssl_ctx.engine.optim import optimize
-from ssl_ctx.errors import UserError
+from ssl_ctx.errors import UserError, warn
 from ssl_ctx.models import feature_shapes
 from ssl_ctx.probes.common import (
     ProbeTask,
@@ -196,7 +195,7 @@ def _ridge_probe(config: Config, encoder: nn.Module, trainer: Any, layers: list[
     fit = fit_ridge_classifier(features[labelled], labels[labelled], num_classes, probe.ridge_alphas,
                                group_holdout(image_of_pixel[labelled], probe.holdout_fraction))
     if warning := fit.grid_edge_warning("segmentation probe"):
-        print(warning, file=sys.stderr)
+        warn(warning)
 
     # Per layer: a 1x1 convolution with its rows of the classifier (standardisation folded in), then bilinear
     # upsampling, summed: the same linear map as on the upsampled features, at the maps' own resolution.

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from ssl_ctx.errors import warn
 from ssl_ctx.results.records import RECORD_NAME
 
 # The headline metric of a probe whose record carries no ``tags.metric``.
@@ -67,7 +67,7 @@ def read_records(runs_dir: str | Path) -> RecordSet:
 
 def _skip(records: RecordSet, path: Path, reason: str) -> None:
     records.unreadable.append(path)
-    print(f"ssl-ctx: warning: skipping {path}: {reason}", file=sys.stderr)
+    warn(f"skipping {path}: {reason}")
 
 
 def _number(value: Any) -> float | None:

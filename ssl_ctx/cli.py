@@ -26,32 +26,26 @@ def _load(args: argparse.Namespace, shorthands: dict[str, str] | None = None):
 def cmd_data_prepare(args: argparse.Namespace) -> None:
     from ssl_ctx.data import prepare_command
 
-    size = None
-    if args.size:
-        try:
-            height, width = (int(v) for v in args.size.lower().split("x"))
-        except ValueError:
-            raise UserError(f"--size '{args.size}' is not HxW; write for example --size 64x64") from None
-        size = (height, width)
-    prepare_command(args.name, size=size, limit=args.limit)
+    prepare_command(args.name, size=args.size, limit=args.limit)  # prepare's parse_size checks --size
 
 
 def cmd_pretrain(args: argparse.Namespace) -> None:
     from ssl_ctx.pretext.run import run_pretrain
 
-    run_pretrain(_load(args), resume=args.resume)
+    run_pretrain(_load(args), resume=args.resume, allow_changes=tuple(args.allow_change))
 
 
 def cmd_probe(args: argparse.Namespace) -> None:
     from ssl_ctx.probes import run_probe
 
-    run_probe(_load(args, {"init": "probe.init"}), resume=args.resume)
+    run_probe(_load(args, {"init": "probe.init"}), resume=args.resume, allow_changes=tuple(args.allow_change))
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from ssl_ctx.bench.runner import run_bench
 
-    complete = run_bench(_load(args), config_path=args.config, overrides=args.overrides, stop_after=args.stop_after)
+    complete = run_bench(_load(args), config_path=args.config, overrides=args.overrides, stop_after=args.stop_after,
+                         replace_changed=args.replace_changed)
     return 0 if complete else STOPPED_EARLY
 
 
@@ -106,18 +100,27 @@ def build_parser() -> argparse.ArgumentParser:
         description="Read a dataset from its archive (or extracted folder) in $SSL_CTX_DATA and write a "
                     "memory-mapped uint8 cache in $SSL_CTX_CACHE. Idempotent.")
     prepare.add_argument("name", help="tiny-imagenet-200 | cifar10 | camvid | cmp-facade | imagefolder:<path>")
-    prepare.add_argument("--size", help="cache resolution HxW (default: the dataset's own, e.g. 64x64)")
+    prepare.add_argument("--size", help="cache resolution HxW, or one side for a square (default: the dataset's own, e.g. 64x64)")
     prepare.add_argument("--limit", type=int, help="keep only N images per split (class-stratified)")
     prepare.set_defaults(handler=cmd_data_prepare)
 
     pretrain = verb("pretrain", cmd_pretrain, "train a pretext method (context encoder, autoencoder, ...)")
-    pretrain.add_argument("--resume", action="store_true", help="continue the run's last checkpoint")
     probe = verb("probe", cmd_probe, "measure an encoder on a downstream task (init=random | timm:<name> | CKPT)")
-    probe.add_argument("--resume", action="store_true", help="continue the run's last checkpoint")
+    for sub in (pretrain, probe):
+        sub.add_argument("--resume", action="store_true",
+                         help="continue the run's last checkpoint (refused if a setting differs from it)")
+        sub.add_argument("--allow-change", action="append", default=[], metavar="KEY",
+                         help="with --resume: let this setting (e.g. optim.lr, or a section such as train) differ "
+                              "from the checkpoint's; the record lists every change and the step it took effect. "
+                              "Repeat for several keys")
     bench = verb("bench", cmd_bench, "run methods x probes x seeds from a bench config and print the comparison table")
     bench.add_argument("--stop-after", type=float, metavar="SECONDS",
                        help="stop after this long (a running training cell checkpoints first) and exit with status "
                             f"{STOPPED_EARLY}; the same command continues where it stopped")
+    bench.add_argument("--replace-changed", action="store_true",
+                       help="cells in the folder that were made with other settings (the bench refuses them "
+                            "otherwise) are moved to <folder>.replaced-<time>/ with the probes that read them, "
+                            "and recomputed")
 
     table = verb("table", cmd_table, "make mean ± std tables, differences with confidence intervals and figures "
                                      "from run records", with_config=False)
@@ -138,7 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     region.add_argument("--mask", help="mask PNG of the image's size; white (non-zero) = pixels to fill")
     region.add_argument("--region", choices=("center", "block", "random"), help="a generated region to fill")
     inpaint.add_argument("--checkpoint", required=True, help="checkpoint written by `ssl-ctx pretrain`")
-    inpaint.add_argument("-o", "--output", required=True, help="output PNG")
+    inpaint.add_argument("-o", "--output", required=True,
+                         help="output image; .png (or .bmp, .tif, .webp: lossless) keeps the context pixels exactly, "
+                              ".jpg changes them and says so")
     inpaint.add_argument("--figure", help="also write a side-by-side figure (input | masked | output) here")
     inpaint.add_argument("--seed", type=int, default=0, help="seed of a generated region")
     return parser

@@ -7,9 +7,12 @@ suggests the nearest valid key.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import re
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,28 @@ from typing import Any
 import yaml
 
 from ssl_ctx.errors import UserError, suggest
+from ssl_ctx.files import write_text_atomic
+
+
+class _YamlLoader(yaml.SafeLoader):
+    """YAML 1.1's safe loader, except that ``2e-4`` and ``1E5`` are floats (YAML 1.1 wants ``2.0e-4``), as in
+    YAML 1.2 and every user's expectation."""
+
+
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                    |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                    |[-+]?\.(?:inf|Inf|INF)
+                    |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str) -> Any:
+    """``yaml.safe_load`` with YAML 1.2's floats (``2e-4`` is 0.0002, not a string)."""
+    return yaml.load(text, Loader=_YamlLoader)  # noqa: S506 - a SafeLoader subclass
 
 
 @dataclass
@@ -283,6 +308,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         return float(value)
     if tp is int and isinstance(value, int) and not isinstance(value, bool):
         return value
+    if tp is int and isinstance(value, float) and value.is_integer():  # 1e5 steps
+        return int(value)
     if tp is str and isinstance(value, str):
         return value
     raise UserError(f"{where} must be {getattr(tp, '__name__', tp)}, got {value!r}")
@@ -317,7 +344,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if "=" not in text:
         raise UserError(f"override '{text}' is not KEY=VALUE; write for example train.epochs=2")
     key, raw = text.split("=", 1)
-    return key.strip().split("."), yaml.safe_load(raw) if raw.strip() else ""
+    return key.strip().split("."), parse_yaml(raw) if raw.strip() else ""
 
 
 def overrides_to_dict(overrides: list[str] | dict[str, Any]) -> dict[str, Any]:
@@ -340,9 +367,12 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
     if not path.is_file():
         raise UserError(f"config file '{path}' does not exist; pass a YAML file such as configs/pretext/quick.yaml")
     try:
-        values = yaml.safe_load(path.read_text()) or {}
+        values = parse_yaml(path.read_text())
     except yaml.YAMLError as err:
         raise UserError(f"config file '{path}' is not valid YAML: {str(err).splitlines()[0]}") from None
+    if values is None:
+        raise UserError(f"config file '{path}' is empty; start from a file in configs/ (an empty config would "
+                        f"silently run every default)")
     if not isinstance(values, dict):
         raise UserError(f"config file '{path}' must hold a mapping at the top level")
     return values
@@ -359,7 +389,64 @@ def load_config(
         values = _merge(values, read_yaml(path))
     if overrides:
         values = _merge(values, overrides_to_dict(overrides))
-    return _from_dict(Config, values)
+    return check_values(_from_dict(Config, values))
+
+
+# ------------------------------------------------------------------------------------ impossible values
+
+
+def _at_least(low: float) -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: math.isfinite(v) and v >= low), f"at least {low:g}"
+
+
+def _between(low: float, high: float, low_open: bool = False, high_open: bool = False) -> tuple[Callable, str]:
+    def check(v: float) -> bool:
+        return (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
+
+    return check, f"a number in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+
+
+_POSITIVE = (lambda v: math.isfinite(v) and v > 0), "a positive number"
+_COUNT, _NON_NEGATIVE, _FRACTION = _at_least(1), _at_least(0), _between(0, 1, low_open=True)
+
+# Values no run can use, refused when a config loads (one line each). Lists are checked item by item;
+# null (where a field allows it) always passes.
+VALUE_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "data.limit": _COUNT, "data.eval_limit": _COUNT, "data.input_size": _COUNT, "data.cache_size": _COUNT,
+    "data.crop_scale": _FRACTION,
+    "mask.central_fraction": _between(0, 1, True, True), "mask.block_fraction": _FRACTION,
+    "mask.block_max_area": _FRACTION, "mask.noise_resolution": _FRACTION, "mask.density": _between(0, 1, True, True),
+    "mask.min_area": _between(0, 1), "mask.max_area": _FRACTION,
+    "model.width": _POSITIVE, "model.groups": _COUNT, "model.dropout": _between(0, 1, high_open=True),
+    "model.decoder_widths": _COUNT, "model.discriminator_widths": _COUNT, "model.bottleneck_dim": _COUNT,
+    "model.overlap": _NON_NEGATIVE, "model.overlap_weight": _NON_NEGATIVE,
+    "method.lambda_rec": _between(0, 1), "method.lambda_adv": _NON_NEGATIVE,
+    "method.generator_lr_multiplier": _POSITIVE, "method.context_weight": _NON_NEGATIVE,
+    "optim.lr": _POSITIVE, "optim.betas": _between(0, 1, high_open=True), "optim.momentum": _between(0, 1),
+    "optim.weight_decay": _NON_NEGATIVE, "optim.warmup_steps": _NON_NEGATIVE,
+    "train.epochs": _COUNT, "train.max_steps": _COUNT, "train.batch_size": _COUNT, "train.log_every": _COUNT,
+    "train.image_every": _NON_NEGATIVE, "train.checkpoint_every": _COUNT, "train.eval_batches": _COUNT,
+    "probe.bn_images": _COUNT, "probe.pooled_features": _COUNT, "probe.ridge_alphas": _POSITIVE,
+    "probe.holdout_fraction": _between(0, 1, True, True), "probe.pixels_per_image": _COUNT,
+    "probe.num_classes": _COUNT, "probe.detection_min_size": _COUNT,
+    "inpaint.image_size": _COUNT, "inpaint.num_images": _COUNT, "inpaint.psnr_cap": _POSITIVE,
+}
+
+
+def check_values(config: Config) -> Config:
+    """Refuse the first impossible value (``VALUE_RULES``) with one line naming the key, the value and the fix."""
+    for dotted, (allowed, what) in VALUE_RULES.items():
+        section, key = dotted.split(".")
+        value = getattr(getattr(config, section), key)
+        items = value if isinstance(value, list) else [value]
+        if value is not None and (not items or not all(allowed(item) for item in items)):
+            each = "each item " if isinstance(value, list) else ""
+            raise UserError(f"{dotted}={value!r} is impossible; set {each}to {what} (in the config file or "
+                            f"as an override {dotted}=...)")
+    if config.mask.min_area > config.mask.max_area:
+        raise UserError(f"mask.min_area={config.mask.min_area} is above mask.max_area={config.mask.max_area}; "
+                        f"the random region's area range must be min <= max")
+    return config
 
 
 def config_to_dict(config: Config) -> dict[str, Any]:
@@ -368,9 +455,4 @@ def config_to_dict(config: Config) -> dict[str, Any]:
 
 def save_config(config: Config, path: str | os.PathLike) -> Path:
     """Write the resolved config as YAML (atomically) so the run can be repeated exactly."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(path, yaml.safe_dump(config_to_dict(config), sort_keys=False))

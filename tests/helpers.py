@@ -37,3 +37,21 @@ def small_config(tmp_path, *overrides: str) -> Config:
                               "model.decoder_widths=[64, 32, 16, 8]", "train.batch_size=8", "train.epochs=2",
                               "train.log_every=2", "train.checkpoint_every=3", "train.progress=false",
                               "train.image_every=0", *overrides])
+
+
+def file_digests(folder) -> dict[str, str]:
+    """SHA-256 of every file under ``folder`` by relative path (lock files aside: they name their last holder):
+    'nothing lost or changed' is equality."""
+    import hashlib
+    from pathlib import Path
+
+    folder = Path(folder)
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.suffix != ".lock"}
+
+
+def leftovers(folder) -> list[str]:
+    """Temporary files or folders (``.<name>.tmp-<pid>-<hex>``) left under ``folder``."""
+    from pathlib import Path
+
+    return [str(p) for p in Path(folder).rglob("*.tmp-*")]

@@ -3,7 +3,7 @@ import torch
 
 from ssl_ctx.data.loader import CachedBatchLoader
 from ssl_ctx.engine.checkpoint import load_checkpoint
-from ssl_ctx.engine.trainer import NonFiniteLossError, Trainer
+from ssl_ctx.engine.trainer import NonFiniteError, Trainer
 from ssl_ctx.errors import UserError
 from ssl_ctx.pretext.base import DataInfo
 from ssl_ctx.pretext.context_encoder import ContextEncoder
@@ -64,7 +64,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monk
         return {"loss": values["loss"] * float("nan")} if calls["n"] >= 5 else values
 
     monkeypatch.setattr(ContextEncoder, "losses", losses)
-    with pytest.raises(NonFiniteLossError, match="non-finite by step 5; .*last good checkpoint is kept"):
+    with pytest.raises(NonFiniteError, match="non-finite by step 5; .*last good checkpoint is kept"):
         train(config, random_split(40))
     payload = load_checkpoint(config.run_dir / "checkpoints" / "last.pt")
     assert payload["trainer_state"]["step"] == 3

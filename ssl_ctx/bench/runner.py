@@ -5,23 +5,41 @@ Layout under ``<output_dir>/<name>/``::
     pretext/<method>/seed<k>/            record.json, checkpoints/last.pt, config.yaml, tensorboard/
     probe/<probe>/<method>/seed<k>/      record.json, ...
     tables/                              table.md, table.csv, table.tex, figure.png
-    bench.yaml                           the resolved bench config
+    bench.yaml                           the resolved bench config (an earlier, different one is kept beside it)
+    .bench.lock                          held while a bench runs in this folder
 
 A cell is finished when its ``record.json`` exists (records are written atomically, last). Re-running the
 bench skips finished cells and resumes unfinished ones from their checkpoints; a cell that fails writes
 ``error.json`` with the error and the bench goes on with the others (it is retried on the next run).
+
+A folder never mixes settings: before anything runs, every started cell's settings (``ssl_ctx.settings``, from
+its record or its ``config.yaml``) are compared with those this bench config gives it. A difference stops the
+bench with one line naming the cell and the first differing key, unless ``replace_changed`` moves the changed
+cells (and the probes of a changed pretext cell) aside to ``<folder>.replaced-<time>/`` to be recomputed.
 """
 from __future__ import annotations
 
+import json
+import os
 import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from ssl_ctx.config import Config, load_config, save_config
-from ssl_ctx.errors import UserError
-from ssl_ctx.files import write_json_atomic
+from ssl_ctx.config import Config, config_to_dict, load_config, read_yaml, save_config
+from ssl_ctx.errors import UserError, warn
+from ssl_ctx.files import exclusive_lock, output_errors, write_json_atomic
 from ssl_ctx.results.records import RECORD_NAME
+from ssl_ctx.settings import (
+    describe_difference,
+    first_difference,
+    flatten,
+    record_identity,
+    settings_hash,
+    settings_of,
+    upstream_of,
+)
 
 ERROR_NAME = "error.json"
 _PROBE_KEYS = ("config", "metric")  # keys of a probe entry that are not config overrides
@@ -42,6 +60,14 @@ class Cell:
 
     def label(self) -> str:
         return f"{self.probe or 'pretext'} / {self.method} / seed {self.seed}"
+
+    @property
+    def pretext(self) -> Cell:
+        """The pretext cell whose encoder this cell reads (itself for a pretext cell)."""
+        return Cell(self.method, self.seed)
+
+    def checkpoint(self, bench_dir: Path) -> Path:
+        return self.pretext.run_dir(bench_dir) / "checkpoints" / "last.pt"
 
 
 def configs_root(bench_config_path: str | Path | None) -> Path:
@@ -107,7 +133,7 @@ def run_cell(bench: Config, cell: Cell, root: Path, deadline: float | None = Non
         if cell.probe is None:
             run_pretrain(pretext_config(bench, cell, root), resume=True, deadline=deadline)
         else:
-            checkpoint = Cell(cell.method, cell.seed).run_dir(bench.run_dir) / "checkpoints" / "last.pt"
+            checkpoint = cell.checkpoint(bench.run_dir)
             if not (checkpoint.parent.parent / RECORD_NAME).exists():
                 raise UserError(f"pretext cell {cell.method}/seed{cell.seed} has not finished; see its error.json")
             run_probe(probe_config(bench, cell, root, checkpoint), resume=True, deadline=deadline)
@@ -123,20 +149,131 @@ def run_cell(bench: Config, cell: Cell, root: Path, deadline: float | None = Non
     return "done"
 
 
+# ------------------------------------------------------------------------------------- same settings
+
+
+def expected_settings(bench: Config, cell: Cell, root: Path) -> dict[str, Any]:
+    """The settings this bench config gives ``cell`` (a probe names its pretext cell's settings hash)."""
+    if cell.probe is None:
+        return settings_of(config_to_dict(pretext_config(bench, cell.pretext, root)))
+    upstream = settings_hash(expected_settings(bench, cell.pretext, root))
+    config = probe_config(bench, cell, root, cell.checkpoint(bench.run_dir))
+    return settings_of(config_to_dict(config), upstream=upstream)
+
+
+def started_settings(run_dir: Path) -> tuple[dict[str, Any], bool] | None:
+    """(settings, comparable init) of a cell that has started: from its record when finished, else from the
+    ``config.yaml`` its run wrote first; None when it has not started. A record that cannot be read is kept as
+    ``record.json.unreadable`` with a warning, and the cell counts as unfinished (it runs again)."""
+    record_path = run_dir / RECORD_NAME
+    if record_path.exists():
+        try:
+            record = json.loads(record_path.read_text())
+            if not isinstance(record, dict):
+                raise ValueError(f"a JSON {type(record).__name__}, not an object")
+            return record_identity(record)
+        except (OSError, ValueError) as err:
+            kept = record_path.with_name(RECORD_NAME + ".unreadable")
+            os.replace(record_path, kept)
+            warn(f"{record_path} cannot be read ({' '.join(str(err).split())[:120]}); kept as {kept.name}, and "
+                 f"the cell runs again")
+    config_path = run_dir / "config.yaml"
+    if not config_path.exists():
+        return None
+    config = read_yaml(config_path)
+    is_probe = (config.get("tags") or {}).get("stage") == "probe"
+    upstream = upstream_of((config.get("probe") or {}).get("init", "")) if is_probe else None
+    return settings_of(config, upstream=upstream), not is_probe or upstream is not None
+
+
+def changed_cells(bench: Config, plan: list[Cell], root: Path) -> list[tuple[Cell, str]]:
+    """Every started cell whose settings differ from the bench config's, with the first difference."""
+    changed = []
+    for cell in plan:
+        started = started_settings(cell.run_dir(bench.run_dir))
+        if started is None:
+            continue
+        settings, comparable = started
+        skip = () if comparable else ("probe.init",)
+        difference = first_difference(settings, expected_settings(bench, cell, root), skip)
+        if difference is not None:
+            changed.append((cell, describe_difference(difference)))
+    return changed
+
+
+def move_aside(bench_dir: Path, plan: list[Cell], changed: list[Cell]) -> Path:
+    """Move the folders of ``changed`` cells, and of the probes reading a changed pretext cell, to
+    ``<bench_dir>.replaced-<time>/`` (same layout); nothing is deleted. Returns that folder."""
+    pretexts = {cell for cell in changed if cell.probe is None}
+    moving = [cell for cell in plan if cell in changed or (cell.probe and cell.pretext in pretexts)]
+    target = bench_dir.with_name(f"{bench_dir.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
+    with output_errors(target.parent):
+        for cell in moving:
+            source = cell.run_dir(bench_dir)
+            if source.exists():
+                destination = cell.run_dir(target)
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(source, destination)
+    return target
+
+
+def check_settings(bench: Config, plan: list[Cell], root: Path, replace_changed: bool) -> None:
+    """Refuse (one line) or, with ``replace_changed``, move aside the cells started with other settings."""
+    changed = changed_cells(bench, plan, root)
+    if not changed:
+        return
+    cell, difference = changed[0]
+    if not replace_changed:
+        raise UserError(f"bench folder '{bench.run_dir}' holds {len(changed)} cell(s) made with other settings, "
+                        f"first {cell.label()} ({difference}); pass --replace-changed to move them aside and "
+                        f"recompute them, or choose another name=...")
+    target = move_aside(bench.run_dir, plan, [cell for cell, _ in changed])
+    print(f"bench: {len(changed)} cell(s) made with other settings (first {cell.label()}: {difference}) moved "
+          f"to {target} with the probes that read them; they run again")
+
+
+def save_bench_config(bench: Config) -> Path:
+    """Write ``bench.yaml``; a different one already there is kept as ``bench-<time>.yaml``, and said so."""
+    path = bench.run_dir / "bench.yaml"
+    if path.exists():
+        previous = read_yaml(path)
+        difference = first_difference(flatten(previous), flatten(config_to_dict(bench)))
+        if difference is None:
+            return path
+        kept = path.with_name(f"bench-{time.strftime('%Y%m%d-%H%M%S')}.yaml")
+        os.replace(path, kept)
+        print(f"bench: the bench config changed ({describe_difference(difference)}); the previous one is kept as "
+              f"{kept}")
+    return save_config(bench, path)
+
+
+# -------------------------------------------------------------------------------------------- running
+
+
 def run_bench(bench: Config, config_path: str | Path | None = None, overrides: list[str] | None = None,
-              stop_after: float | None = None) -> bool:
+              stop_after: float | None = None, replace_changed: bool = False) -> bool:
     """Run every cell of ``bench`` (skipping finished ones), then write and print the comparison table.
 
     ``stop_after`` (seconds) makes a resumable piece: no cell starts after it, and a training cell running at
-    that moment checkpoints and stops. Returns True when every cell has a record (the table is then written).
+    that moment checkpoints and stops. ``replace_changed``: move aside cells started with other settings
+    instead of refusing (module docstring). Only one bench runs in a folder at a time. Returns True when every
+    cell has a record (the table is then written).
     """
+    command = " ".join(["ssl-ctx bench", str(config_path or ""), *(overrides or [])]).strip()
+    with exclusive_lock(bench.run_dir / ".bench.lock", f"bench folder '{bench.run_dir}'", holder=command):
+        return _run_locked(bench, config_path, command, stop_after, replace_changed)
+
+
+def _run_locked(bench: Config, config_path: str | Path | None, command: str, stop_after: float | None,
+                replace_changed: bool) -> bool:
     from ssl_ctx.engine.trainer import TimeLimitReached
     from ssl_ctx.results.tables import table_command
 
     root = configs_root(config_path)
     bench_dir = bench.run_dir
-    save_config(bench, bench_dir / "bench.yaml")
     plan = cells(bench)
+    check_settings(bench, plan, root, replace_changed)
+    save_bench_config(bench)
     started = time.time()
     deadline = started + stop_after if stop_after is not None else None
     progress = BenchProgress(plan)
@@ -158,7 +295,6 @@ def run_bench(bench: Config, config_path: str | Path | None = None, overrides: l
     elapsed = time.time() - started
     print(f"bench: {counts['done']} cells run, {counts['skipped']} already finished, {counts['failed']} failed "
           f"in {elapsed:.0f} s")
-    command = " ".join(["ssl-ctx bench", str(config_path or ""), *(overrides or [])]).strip()
     table_command(bench_dir, baseline=bench.bench.baseline, command=command, overwrite=True)
     return counts["failed"] == 0
 

@@ -19,13 +19,13 @@ import re
 import shutil
 import stat
 import tarfile
-import uuid
 import zipfile
 import zlib
 from pathlib import Path
 
 from ssl_ctx.data.cache import locked, make_dirs
 from ssl_ctx.errors import UserError
+from ssl_ctx.files import temporary_sibling
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
 EXTRACTED_MARKER = ".extracted-complete"
@@ -286,7 +286,7 @@ def extract_archive(archive: Path, target: Path) -> Path:
             shutil.rmtree(stale, ignore_errors=True)
         if target.exists():
             shutil.rmtree(target)
-        tmp = target.parent / f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        tmp = temporary_sibling(target)
         tmp.mkdir()
         try:
             try:

@@ -57,6 +57,7 @@ from ssl_ctx.data.datasets import (
     imagefolder_key,
 )
 from ssl_ctx.errors import UserError, unknown_name_error
+from ssl_ctx.images import open_rgb
 
 logger = logging.getLogger("ssl_ctx.data")
 
@@ -231,29 +232,19 @@ def extracted_root(name: str) -> Path:
 # ---------------------------------------------------------------------------------------- decoding
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
-    if image.mode == "RGB":
-        return image
-    if image.mode.startswith("I;16") or image.mode == "I":  # 16-bit grayscale: keep the top 8 bits
-        values = np.clip(np.asarray(image, dtype=np.int64), 0, 65535) >> 8
-        return Image.fromarray(values.astype(np.uint8), "L").convert("RGB")
-    if image.mode == "F":
-        return Image.fromarray(np.clip(np.asarray(image), 0, 255).astype(np.uint8), "L").convert("RGB")
-    if image.mode == "P" and "transparency" in image.info:
-        image = image.convert("RGBA")  # PIL warns when a palette image with transparency goes straight to RGB
-    return image.convert("RGB")  # L, LA, CMYK, YCbCr, RGBA (alpha dropped, as torchvision's loader does), P
-
-
 def decode_image(data: bytes, size: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int]]:
-    """Encoded image -> ``(H, W, 3) uint8`` RGB resized to ``size`` = (H, W), and the original (width, height)."""
+    """Encoded image -> ``(H, W, 3) uint8`` RGB resized to ``size`` = (H, W), and its unresized (width, height).
+
+    Decoding is :func:`ssl_ctx.images.open_rgb` (16-bit, palette, CMYK, alpha, EXIF orientation), the same as
+    ``ssl-ctx inpaint``'s, so a model is trained on the pixels it is later asked to fill. The size returned is
+    the upright one: a label map must match it, and boxes in pixels are scaled by it.
+    """
     height, width = size
-    with Image.open(io.BytesIO(data)) as opened:
-        opened.load()  # decode now: a truncated file fails here, not later
-        original = opened.size
-        image = _to_rgb(opened)
-        if image.size != (width, height):
-            image = image.resize((width, height), Image.Resampling.BILINEAR)
-        return np.asarray(image, dtype=np.uint8), original
+    image = open_rgb(data)
+    original = image.size
+    if image.size != (width, height):
+        image = image.resize((width, height), Image.Resampling.BILINEAR)
+    return np.asarray(image, dtype=np.uint8), original
 
 
 def resize_pixels(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:

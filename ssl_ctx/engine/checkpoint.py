@@ -12,18 +12,28 @@ from typing import Any
 import torch
 
 from ssl_ctx.errors import UserError
+from ssl_ctx.files import atomic_write
 
 CHECKPOINT_FORMAT = "ssl_ctx.checkpoint/1"
 
 
 def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
-    """Write ``payload`` (plus the format tag) to ``path`` via a temporary file and an atomic rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"format": CHECKPOINT_FORMAT, **payload}, tmp)
-    os.replace(tmp, path)
-    return path
+    """Write ``payload`` (plus the format tag) to ``path`` through a temporary file unique to this writer and an
+    atomic rename (``ssl_ctx.files.atomic_write``): the last good checkpoint survives a kill, a full disk (one
+    line naming the folder and the space needed) or a second writer."""
+    payload = {"format": CHECKPOINT_FORMAT, **payload}
+    return atomic_write(path, lambda tmp: torch.save(payload, tmp), needed_bytes=tensor_bytes(payload))
+
+
+def tensor_bytes(value: Any) -> int:
+    """Bytes of the tensors in a nested dict/list: about the size of the checkpoint file."""
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, dict):
+        return sum(tensor_bytes(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(tensor_bytes(v) for v in value)
+    return 0
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:

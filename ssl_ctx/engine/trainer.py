@@ -3,8 +3,12 @@
 A task is an ``nn.Module`` with ``configure_optimizers(optim_config)`` and ``train_step(batch, optimizers,
 step)`` (see docs/ARCHITECTURE.md). The loop owns everything else: devices and precision, per-step seeding
 (so a resumed run repeats an uninterrupted one exactly on the CPU), the learning-rate schedule, progress bar,
-TensorBoard, checkpoints, and the stop on a non-finite loss. It synchronises with the host only at logging
-and checkpoint intervals.
+TensorBoard, checkpoints, and the stop on a non-finite loss, parameter or buffer (a checkpoint holding one is
+never written). It synchronises with the host only at logging and checkpoint intervals.
+
+Resuming a run with settings (``ssl_ctx.settings``) other than its checkpoint's is refused, naming the first
+differing key, unless that key is in ``allow_changes``; allowed changes are kept in the checkpoint and the
+record (``changes_on_resume``), so a record states the settings each part of the run used.
 """
 from __future__ import annotations
 
@@ -24,10 +28,11 @@ from ssl_ctx.engine.distributed import all_reduce_mean, barrier, broadcast_from_
 from ssl_ctx.engine.logging import RunLogger
 from ssl_ctx.engine.optim import lr_factor, set_lr
 from ssl_ctx.errors import UserError
+from ssl_ctx.settings import describe_difference, first_difference, settings_of
 
 
-class NonFiniteLossError(UserError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
+class NonFiniteError(UserError):
+    """The loss, a parameter or a buffer became NaN or infinite; the last good checkpoint is kept."""
 
 
 class TimeLimitReached(Exception):
@@ -59,7 +64,7 @@ class Trainer:
     """Runs ``task`` over ``loader`` for ``config.train.epochs`` epochs (or ``max_steps`` steps)."""
 
     def __init__(self, config: Config, run_dir: str | Path, resume: bool = False, label: str | None = None,
-                 deadline: float | None = None) -> None:
+                 deadline: float | None = None, allow_changes: tuple[str, ...] = ()) -> None:
         self.config = config
         self.label = label or f"train {Path(run_dir).name}"
         self.deadline = deadline  # time.time() after which fit() checkpoints and stops (at a logging step)
@@ -72,6 +77,9 @@ class Trainer:
         self.amp_dtype = autocast_dtype(config.train, self.device)
         self.channels_last = use_channels_last(config.train, self.device)
         self.checkpoint_path = self.run_dir / "checkpoints" / "last.pt"
+        # Settings changed by a resume (earlier resumes' too): [{"step", "key", "before", "after"}].
+        self.changes_on_resume: list[dict[str, Any]] = []
+        self._resumed = self._open_checkpoint(tuple(allow_changes))  # before anything in the run folder is written
         self.logger = RunLogger(self.run_dir / "tensorboard", enabled=self.is_main)
 
     @property
@@ -98,15 +106,39 @@ class Trainer:
                 child.compile()
         return task
 
-    def _restore(self, task: nn.Module, optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, Any]:
-        """Load the run's checkpoint when resuming; refuse to overwrite one otherwise."""
-        fresh = {"epoch": 0, "batch": 0, "step": 0, "finished": False, "metrics": {}}
+    def _open_checkpoint(self, allow_changes: tuple[str, ...]) -> dict[str, Any] | None:
+        """The run's checkpoint payload when resuming (None for a fresh run), after checking its settings; an
+        existing checkpoint without ``resume`` is refused rather than overwritten."""
         if not self.checkpoint_path.exists():
-            return fresh
+            return None
         if not self.resume:
             raise UserError(f"run folder '{self.run_dir}' already holds a checkpoint ({self.checkpoint_path}); "
                             f"pass --resume to continue it, or choose another name=... to start afresh")
         payload = load_checkpoint(self.checkpoint_path, map_location=self.device)
+        before, after = settings_of(payload.get("config", {})), settings_of(config_to_dict(self.config))
+        self.changes_on_resume = list(payload.get("changes_on_resume", []))
+        step = int(payload.get("trainer_state", {}).get("step", 0))
+        while (difference := first_difference(before, after)) is not None:
+            key, old, new = difference
+            if not any(key == allowed or key.startswith(allowed + ".") for allowed in allow_changes):
+                raise UserError(f"cannot resume '{self.run_dir}' with other settings: it was trained with "
+                                f"{describe_difference(difference)}; resume with its settings, or pass "
+                                f"--allow-change {key} to continue with the new value (the record states both)")
+            self.changes_on_resume.append({"step": step, "key": key, "before": old, "after": new})
+            if self.is_main:
+                print(f"resuming {self.run_dir} at step {step} with {describe_difference(difference)} (allowed)")
+            if key in after:
+                before[key] = new
+            else:
+                before.pop(key)
+        return payload
+
+    def _restore(self, task: nn.Module, optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, Any]:
+        """Load the checkpoint opened when resuming (the fresh state otherwise)."""
+        fresh = {"epoch": 0, "batch": 0, "step": 0, "finished": False, "metrics": {}}
+        payload, self._resumed = self._resumed, None  # free the payload once loaded
+        if payload is None:
+            return fresh
         try:
             task.load_state_dict(payload["model"])
             for name, optimizer in optimizers.items():
@@ -124,6 +156,7 @@ class Trainer:
     def _save(self, task: nn.Module, optimizers: dict[str, torch.optim.Optimizer], state: dict[str, Any],
               nonfinite: torch.Tensor) -> None:
         self._check_finite(nonfinite, state["step"])
+        self._check_weights_finite(task, state["step"])
         if self.is_main:
             metadata = task.checkpoint_metadata() if hasattr(task, "checkpoint_metadata") else {}
             save_checkpoint(self.checkpoint_path, {
@@ -134,15 +167,28 @@ class Trainer:
                 "trainer_state": {k: state[k] for k in ("epoch", "batch", "step", "finished")},
                 "metrics": state.get("metrics", {}),
                 "history": self.history,
+                "changes_on_resume": self.changes_on_resume,
             })
         barrier()
 
+    def _kept(self) -> str:
+        return f"the last good checkpoint is kept at {self.checkpoint_path}" if self.checkpoint_path.exists() \
+            else "no checkpoint had been written yet"
+
     def _check_finite(self, nonfinite: torch.Tensor, step: int) -> None:
         if bool(nonfinite):
-            kept = f"the last good checkpoint is kept at {self.checkpoint_path}" if self.checkpoint_path.exists() \
-                else "no checkpoint had been written yet"
-            raise NonFiniteLossError(f"the loss became non-finite by step {step}; training stopped and {kept}; "
-                                     f"lower optim.lr or use train.precision=fp32")
+            raise NonFiniteError(f"the loss became non-finite by step {step}; training stopped and {self._kept()}; "
+                                 f"lower optim.lr or use train.precision=fp32")
+
+    def _check_weights_finite(self, task: nn.Module, step: int) -> None:
+        """Every floating parameter and buffer (BatchNorm's running statistics too) is finite: one host sync."""
+        tensors = [(name, t) for name, t in [*task.named_parameters(), *task.named_buffers()] if t.is_floating_point()]
+        if not tensors or bool(torch.stack([torch.isfinite(t).all() for _, t in tensors]).all()):
+            return
+        name = next(name for name, t in tensors if not bool(torch.isfinite(t).all()))
+        raise NonFiniteError(f"'{name}' holds a non-finite value at step {step}; training stopped and "
+                             f"{self._kept()} (the bad weights were not saved); lower optim.lr or use "
+                             f"train.precision=fp32")
 
     def save_untrained(self, task: nn.Module) -> dict[str, float]:
         """Checkpoint a task that is not trained (random initialisation) so probes load it like any other."""
@@ -161,12 +207,6 @@ class Trainer:
         task = self.prepare(task)
         optimizers = task.configure_optimizers(self.config.optim)
         state = self._restore(task, optimizers)
-        if state["finished"]:
-            if self.is_main:
-                print(f"{self.run_dir} is already trained ({state['step']} steps); nothing to do")
-            return state["metrics"]
-        broadcast_from_main(task)  # every process starts from rank 0's weights, as DDP does
-
         steps_per_epoch = len(loader)
         total_steps = cfg.epochs * steps_per_epoch
         if cfg.max_steps is not None:
@@ -174,6 +214,12 @@ class Trainer:
         if steps_per_epoch == 0 or total_steps == 0:
             raise UserError(f"no training steps: {steps_per_epoch} batches per epoch with train.batch_size="
                             f"{cfg.batch_size}; use a smaller batch or more data (data.limit)")
+        if state["finished"] and state["step"] >= total_steps:
+            if self.is_main:
+                print(f"{self.run_dir} is already trained ({state['step']} steps); nothing to do")
+            return state["metrics"]
+        state["finished"] = False  # a finished run resumed with more steps (an allowed change) trains on
+        broadcast_from_main(task)  # every process starts from rank 0's weights, as DDP does
 
         nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
         sums: dict[str, torch.Tensor] = {}

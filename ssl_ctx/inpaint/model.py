@@ -121,10 +121,13 @@ def crop_padded(array: np.ndarray, top: int, left: int, height: int, width: int,
 
 
 def load_pretext_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, Any]:
-    """(task in eval mode on ``device``, its Config) from a checkpoint written by ``ssl-ctx pretrain``."""
+    """(task in eval mode on ``device``, its Config) from a checkpoint written by ``ssl-ctx pretrain``.
+
+    The checkpoint alone is enough: its ``data_info`` gives the input size and the training mean colour, so the
+    hole is filled with the colour the model was trained with (``ssl_ctx.masks.fill_value``).
+    """
     from ssl_ctx.config import load_config
     from ssl_ctx.engine.checkpoint import load_checkpoint
-    from ssl_ctx.pretext.base import DataInfo
     from ssl_ctx.registry import PRETEXT_METHODS, import_builtins
 
     payload = load_checkpoint(path)
@@ -134,12 +137,7 @@ def load_pretext_model(path: str | Path, device: torch.device | str = "cpu") -> 
     import_builtins()
     config = load_config(base=payload["config"])
     info = payload.get("data_info")
-    if info is not None:
-        data = DataInfo(input_size=tuple(info["input_size"]),
-                        mean_rgb=tuple(info["mean_rgb"]) if info.get("mean_rgb") is not None else None,
-                        num_classes=info.get("num_classes"))
-    else:
-        data = _data_info_from_config(config)
+    data = _stored_data_info(info) if info is not None else _data_info_from_config(config)
     task = PRETEXT_METHODS.get(payload["method"])(config, data)
     try:
         task.load_state_dict(payload["model"])
@@ -152,9 +150,19 @@ def load_pretext_model(path: str | Path, device: torch.device | str = "cpu") -> 
     return task.to(device).eval(), config
 
 
+def _stored_data_info(info: dict[str, Any]) -> Any:
+    """The DataInfo a checkpoint stored (``PretextMethod.checkpoint_metadata``'s ``data_info``)."""
+    from ssl_ctx.pretext.base import DataInfo
+
+    mean = info.get("mean_rgb")
+    return DataInfo(input_size=tuple(int(v) for v in info["input_size"]),
+                    mean_rgb=tuple(float(v) for v in mean) if mean is not None else None,
+                    num_classes=info.get("num_classes"))
+
+
 def _data_info_from_config(config: Any) -> Any:
-    """DataInfo of a checkpoint that did not store one: the input size from the config, the fill colour from
-    the training split's cache (prepared on first use)."""
+    """DataInfo for a checkpoint written before checkpoints stored ``data_info``: the input size from the config,
+    the fill colour from the training split's cache (so it needs the training data; prepared on first use)."""
     from ssl_ctx.data import load_split
     from ssl_ctx.pretext.base import DataInfo
 

@@ -3,8 +3,11 @@
 * Any image size: the network's resolution is reached by resizing, not tiling
   (:mod:`ssl_ctx.inpaint.model` documents how: the whole image for full-image models, a square window around
   the hole for the 128-px centre model); the prediction is resized back and pasted **only inside the hole**.
-* Pixels outside the hole are the input's pixels, bit for bit (after decoding: RGB, 8 bits per channel, EXIF
-  orientation applied). Write a lossless format (PNG) to keep them so in the file; JPEG would re-compress.
+* Pixels outside the hole are the input's pixels, bit for bit, after decoding with :func:`ssl_ctx.images.open_rgb`
+  (8-bit RGB, EXIF orientation applied), the same decoding as the dataset caches a model is trained on.
+* ``-o`` / ``--figure``: the suffix picks the format. A lossless one (.png, .bmp, .tif/.tiff, .ppm, and .webp,
+  which is saved in WebP's lossless mode) keeps those pixels in the file; a lossy one (.jpg/.jpeg, .gif) is
+  written after one warning that they will change; any other name is an error before anything is done.
 * ``--mask``: a greyscale or colour image of exactly the input's size; any non-zero pixel is a hole pixel.
 * ``--region``: ``center`` = the central square of half the short side (a quarter of a square image) less the
   centre model's overlap border when the checkpoint is the 128-px centre model, so the hole is exactly the one
@@ -17,42 +20,56 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ssl_ctx.errors import UserError
+from ssl_ctx.errors import UserError, warn
+from ssl_ctx.files import atomic_write
+from ssl_ctx.images import read_rgb
 from ssl_ctx.inpaint.model import CheckpointInpainter
 
 REGION_TO_MASK = {"center": "central", "block": "random_block", "random": "random_region"}
+
+# Output suffix -> Pillow's save options. Lossless: every pixel is read back as written.
+LOSSLESS_FORMATS: dict[str, dict] = {".png": {}, ".bmp": {}, ".tif": {}, ".tiff": {}, ".ppm": {},
+                                     ".webp": {"lossless": True}}
+LOSSY_FORMATS: dict[str, dict] = {".jpg": {}, ".jpeg": {}, ".gif": {}}
+READ_ERRORS = (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError)
 
 
 # ---------------------------------------------------------------------------------------------- io
 
 
-def _open_image(path: str | Path, what: str, mode: str, fix: str) -> np.ndarray:
-    """The file at ``path`` converted to PIL ``mode`` (EXIF orientation applied); one UserError line otherwise."""
+def _read(path: str | Path, what: str, decode: Callable[[Path], np.ndarray], fix: str) -> np.ndarray:
+    """``decode(path)``, with a missing or unreadable file turned into one UserError line."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{what} '{path}' does not exist")
     try:
-        with Image.open(path) as image:
-            return np.asarray(ImageOps.exif_transpose(image).convert(mode)).copy()
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
+        return decode(path)
+    except READ_ERRORS as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise UserError(f"cannot read {what} '{path}' ({reason}); {fix}") from None
 
 
+def _mask_values(path: Path) -> np.ndarray:
+    """uint8 ``(H, W)`` greyscale of a mask file, turned upright the way the image is."""
+    with Image.open(path) as image:
+        return np.array(ImageOps.exif_transpose(image).convert("L"))
+
+
 def read_image(path: str | Path) -> np.ndarray:
-    """uint8 ``(H, W, 3)`` RGB of an image file (EXIF orientation applied); UserError when it cannot be read."""
-    return _open_image(path, "image", "RGB", "pass a PNG, JPEG or other image file").astype(np.uint8)
+    """uint8 ``(H, W, 3)`` RGB of an image file, decoded as the dataset caches are (:mod:`ssl_ctx.images`)."""
+    return _read(path, "image", read_rgb, "pass a PNG, JPEG or other image file")
 
 
 def read_mask(path: str | Path, height: int, width: int) -> np.ndarray:
     """bool ``(H, W)``, True where the mask image is non-zero; it must be ``height x width``."""
-    mask = _open_image(path, "mask", "L", "pass a PNG whose non-zero pixels mark the hole") > 0
+    mask = _read(path, "mask", _mask_values, "pass a PNG whose non-zero pixels mark the hole") > 0
     if mask.shape != (height, width):
         raise UserError(f"mask '{path}' is {mask.shape[1]}x{mask.shape[0]} (WxH) but the image is {width}x{height}; "
                         f"the mask must have the image's size")
@@ -61,13 +78,34 @@ def read_mask(path: str | Path, height: int, width: int) -> np.ndarray:
     return mask
 
 
-def write_image(path: str | Path, image: np.ndarray) -> Path:
+def check_output_name(path: str | Path, what: str = "output") -> Path:
+    """``path`` when its suffix names a format :func:`write_image` writes. A lossy format gets one warning line
+    (the context pixels will change in the file); an unknown suffix is one UserError line."""
     path = Path(path)
-    if path.parent and not path.parent.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = path.suffix.lower()
+    if suffix in LOSSY_FORMATS:
+        warn(f"{what} '{path}' is written as {suffix[1:].upper()}, a lossy format: the pixels outside the hole will "
+             f"change in the file; use .png to keep them exactly")
+    elif suffix not in LOSSLESS_FORMATS:
+        known = ", ".join([*LOSSLESS_FORMATS, *LOSSY_FORMATS])
+        ending = f"suffix '{path.suffix}'" if path.suffix else "no suffix"
+        example = path.with_suffix(".png") if path.name not in ("", ".", "..") else "out.png"
+        raise UserError(f"{what} '{path}' has {ending}, not a known image format; use .png (lossless), "
+                        f"e.g. '{example}' (known: {known})")
+    return path
+
+
+def write_image(path: str | Path, image: np.ndarray) -> Path:
+    """Write uint8 ``(H, W, 3)`` in the format named by the suffix (see :func:`check_output_name`), atomically: a
+    full disk or read-only folder is one line and leaves no partial file (``ssl_ctx.files.atomic_write``)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    options = {**LOSSLESS_FORMATS, **LOSSY_FORMATS}.get(suffix, {})
+    image_format = Image.registered_extensions().get(suffix)
     try:
-        Image.fromarray(image).save(path)
-    except (ValueError, OSError) as err:
+        atomic_write(path, lambda tmp: Image.fromarray(image).save(tmp, format=image_format, **options),
+                     needed_bytes=image.nbytes)
+    except (ValueError, KeyError, OSError) as err:  # a full disk or read-only folder is already a UserError
         raise UserError(f"cannot write '{path}' ({str(err).splitlines()[0]}); use a .png file name") from None
     return path
 
@@ -129,6 +167,9 @@ def inpaint_command(args: argparse.Namespace) -> Path:
     from ssl_ctx.engine.device import resolve_device
     from ssl_ctx.inpaint.model import load_pretext_model
 
+    check_output_name(args.output, "output")
+    if getattr(args, "figure", None):
+        check_output_name(args.figure, "figure")
     image = read_image(args.image)
     height, width = image.shape[:2]
     mask = read_mask(args.mask, height, width) if args.mask else None

@@ -17,10 +17,10 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import uuid
 from pathlib import Path
 
 from ssl_ctx.errors import UserError
+from ssl_ctx.files import temporary_sibling
 
 # class folder -> (dataset, {our split: the dataset's split})
 SCENE_SOURCES: dict[str, tuple[str, dict[str, str]]] = {
@@ -41,7 +41,7 @@ def build_scene_folder(target: str | os.PathLike) -> Path:
         return target
     if target.exists() and any(target.iterdir()):
         raise UserError(f"'{target}' exists and is not a finished scene folder; remove it or choose another path")
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    tmp = temporary_sibling(target)
     tmp.mkdir(parents=True)
     try:
         counts = {}

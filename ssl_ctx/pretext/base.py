@@ -132,8 +132,14 @@ class PretextMethod(nn.Module):
                 "loss_discriminator": loss_d.detach()}
 
     def checkpoint_metadata(self) -> dict[str, Any]:
+        """What a checkpoint stores beside the weights and the config. ``data_info`` (input size, mean colour
+        0-255 that fills the holes, classes) lets a checkpoint rebuild this method without its training data."""
+        data = self.data
         return {"kind": "pretext", "method": self.name, "encoder": self.config.model.encoder,
-                "encoder_prefix": "encoder."}
+                "encoder_prefix": "encoder.",
+                "data_info": {"input_size": [int(v) for v in data.input_size],
+                              "mean_rgb": None if data.mean_rgb is None else [float(v) for v in data.mean_rgb],
+                              "num_classes": None if data.num_classes is None else int(data.num_classes)}}
 
     def _device_type(self) -> str:
         return next(self.parameters()).device.type

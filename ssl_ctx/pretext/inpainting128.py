@@ -159,8 +159,5 @@ class Inpainting128(PretextMethod):
                                      optimizers)
 
     def checkpoint_metadata(self) -> dict[str, Any]:
-        """The base's, with the encoder under ``generator.encoder.`` and the data facts needed to rebuild."""
-        return {**super().checkpoint_metadata(), "encoder": "inpainting128", "encoder_prefix": "generator.encoder.",
-                "data_info": {"input_size": list(self.data.input_size),
-                              "mean_rgb": None if self.data.mean_rgb is None else [float(v) for v in self.data.mean_rgb],
-                              "num_classes": self.data.num_classes}}
+        """The base's, with the encoder under ``generator.encoder.``."""
+        return {**super().checkpoint_metadata(), "encoder": "inpainting128", "encoder_prefix": "generator.encoder."}

@@ -16,17 +16,20 @@ from ssl_ctx.registry import PRETEXT_METHODS, import_builtins
 from ssl_ctx.results.records import write_record
 
 
-def run_pretrain(config: Config, resume: bool = False, deadline: float | None = None) -> dict[str, Any]:
+def run_pretrain(config: Config, resume: bool = False, deadline: float | None = None,
+                 allow_changes: tuple[str, ...] = ()) -> dict[str, Any]:
     """Train ``config.method.name`` on ``config.data``; returns the metrics (also in run_dir/record.json).
 
     With a ``deadline`` (a ``time.time()`` value) training checkpoints and raises ``TimeLimitReached`` once it
-    has passed; the same call with ``resume=True`` continues.
+    has passed; the same call with ``resume=True`` continues. ``allow_changes``: settings keys (or sections) a
+    resume may change (:class:`~ssl_ctx.engine.trainer.Trainer`).
     """
     import_builtins()
     started = time.perf_counter()
     run_dir = config.run_dir
     method_cls = PRETEXT_METHODS.get(config.method.name)
-    trainer = Trainer(config, run_dir, resume=resume, label=run_label(config, "pretext"), deadline=deadline)
+    trainer = Trainer(config, run_dir, resume=resume, label=run_label(config, "pretext"), deadline=deadline,
+                      allow_changes=allow_changes)
     train_split, eval_split = load_splits(config)
     if method_cls.needs_labels and train_split.labels is None:
         raise UserError(f"method '{config.method.name}' needs class labels, but {config.data.dataset}/"
@@ -52,7 +55,8 @@ def run_pretrain(config: Config, resume: bool = False, deadline: float | None = 
     trainer.close()
     if trainer.is_main:
         record = write_record(run_dir, "pretext", metrics, config, time.perf_counter() - started, trainer.device,
-                              extra={"checkpoint": str(trainer.checkpoint_path), "history": trainer.history})
+                              extra={"checkpoint": str(trainer.checkpoint_path), "history": trainer.history,
+                                     "changes_on_resume": trainer.changes_on_resume})
         print(format_summary(config, metrics, record))
     return metrics
 

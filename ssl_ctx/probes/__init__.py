@@ -47,7 +47,8 @@ def probe_settings(config: Config) -> dict[str, Any]:
     return settings
 
 
-def run_probe(config: Config, resume: bool = False, deadline: float | None = None) -> dict[str, Any]:
+def run_probe(config: Config, resume: bool = False, deadline: float | None = None,
+              allow_changes: tuple[str, ...] = ()) -> dict[str, Any]:
     """Measure the encoder of ``config.probe.init`` on ``config.probe.task``; returns the metrics.
 
     The run folder ``config.run_dir`` receives the resolved ``config.yaml``, TensorBoard logs and
@@ -70,7 +71,8 @@ def run_probe(config: Config, resume: bool = False, deadline: float | None = Non
     encoder = load_encoder(config.probe.init, config.model.encoder,
                            **encoder_options(config.model.encoder, config.model))
     parse_layers(config.probe.layer, encoder)
-    trainer = Trainer(config, config.run_dir, resume=resume, label=run_label(config, "probe"), deadline=deadline)
+    trainer = Trainer(config, config.run_dir, resume=resume, label=run_label(config, "probe"), deadline=deadline,
+                      allow_changes=allow_changes)
     if trainer.is_main:
         save_config(config, config.run_dir / "config.yaml")
     normalisation = recompute_batch_norm_statistics(encoder.to(trainer.device), config, load_splits(config)[0],
@@ -90,7 +92,8 @@ def run_probe(config: Config, resume: bool = False, deadline: float | None = Non
         kept = config.probe.keep_checkpoint and trainer.checkpoint_path.exists()
         record = write_record(config.run_dir, "probe", metrics, config, wall_time, trainer.device,
                               extra={"probe": settings, "chance": details.get("chance", {}),
-                                     "checkpoint": str(trainer.checkpoint_path) if kept else None})
+                                     "checkpoint": str(trainer.checkpoint_path) if kept else None,
+                                     "changes_on_resume": trainer.changes_on_resume})
         if not kept:  # the record is the result; nothing reads a finished probe's checkpoint again
             trainer.checkpoint_path.unlink(missing_ok=True)
         if not config.probe.keep_features:

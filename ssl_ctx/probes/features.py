@@ -19,7 +19,6 @@ import hashlib
 import json
 import os
 import shutil
-import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from ssl_ctx.files import write_json_atomic
+from ssl_ctx.files import temporary_sibling, write_json_atomic
 
 FORMAT = "ssl_ctx.features/1"
 _extractions = 0  # encoder passes over a split in this process (tests count them)
@@ -109,7 +108,7 @@ def cached_features(encoder: nn.Module, spec: FeatureSpec, split: Any, loader: A
     folder = root / key
     reused = (folder / "meta.json").is_file()
     if not reused:
-        tmp = root / f".{key}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        tmp = temporary_sibling(folder)
         tmp.mkdir(parents=True)
         try:
             _extract(encoder, spec, lambda: loader.batches(0), len(split), tmp, autocast,

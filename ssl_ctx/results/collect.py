@@ -14,8 +14,9 @@ from typing import Any
 
 import pandas as pd
 
-from ssl_ctx.errors import warn
+from ssl_ctx.errors import UserError, warn
 from ssl_ctx.results.records import RECORD_NAME
+from ssl_ctx.settings import describe_difference, first_difference, record_identity
 
 # The headline metric of a probe whose record carries no ``tags.metric``.
 PRIMARY_METRIC = {"classification": "top1", "detection": "map50", "segmentation": "miou"}
@@ -104,6 +105,41 @@ def probe_rows(path: Path, record: dict[str, Any]) -> list[dict[str, Any]]:
         if metric == base:
             rows.append({**common, "metric": metric, "layer": layer, "column": layer or metric, "value": value})
     return rows
+
+
+def check_cells(records: RecordSet) -> None:
+    """Refuse to tabulate records that must not be averaged or shown together: the seeds of one cell (probe x
+    method, or a method's pretext) made with different settings, or one probe's column holding the metrics of
+    two tasks. One UserError line names the first differing setting and two of the files."""
+    cells: dict[tuple[str, ...], list[Record]] = {}
+    columns: dict[str, dict[tuple[str, str], Path]] = {}
+    for path, record in records.probe:
+        rows = probe_rows(path, record)
+        if not rows:
+            continue
+        probe, method = rows[0]["probe"], rows[0]["method"]
+        cells.setdefault(("probe", probe, method), []).append((path, record))
+        columns.setdefault(probe, {}).setdefault((rows[0]["task"], rows[0]["metric"]), path)
+    for path, record in records.pretext:
+        cells.setdefault(("pretext", _pretext_method(record)), []).append((path, record))
+    for probe, kinds in columns.items():
+        if len(kinds) > 1:
+            (task_a, metric_a), (task_b, metric_b) = list(kinds)[:2]
+            files = list(kinds.values())
+            raise UserError(f"probe '{probe}' has records of {task_a} ({metric_a}) and of {task_b} ({metric_b}) "
+                            f"({files[0]}, {files[1]}); give the two probes different names (tags.probe)")
+    for cell, members in cells.items():
+        (first_path, first), *others = members
+        first_settings, first_stored = record_identity(first)
+        for path, record in others:
+            settings, stored = record_identity(record)
+            # A record from before settings were stored names its checkpoint by path, which differs by seed.
+            skip = () if first_stored and stored else ("probe.init",)
+            difference = first_difference(first_settings, settings, skip)
+            if difference is not None:
+                raise UserError(f"table cell {' / '.join(cell)} mixes records made with different settings "
+                                f"({describe_difference(difference)}): {first_path} and {path}; keep one set of "
+                                f"settings per runs folder (move the others elsewhere or re-run the bench)")
 
 
 def probe_frame(records: RecordSet) -> pd.DataFrame:

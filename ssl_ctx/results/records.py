@@ -17,6 +17,7 @@ import torch
 
 from ssl_ctx.config import Config, config_to_dict
 from ssl_ctx.files import write_json_atomic
+from ssl_ctx.settings import fingerprint, settings_hash, settings_of, upstream_of
 
 RECORD_NAME = "record.json"
 _PACKAGES = ("ssl-ctx", "torch", "torchvision", "timm", "numpy", "scikit-learn", "pycocotools", "opencv-python-headless")
@@ -55,7 +56,13 @@ def device_description(device: torch.device | str | None = None) -> str:
 def write_record(run_dir: str | os.PathLike, kind: str, metrics: dict[str, Any], config: Config,
                  wall_time: float, device: torch.device | str | None = None,
                  extra: dict[str, Any] | None = None) -> Path:
-    """Write ``run_dir/record.json`` atomically and return its path."""
+    """Write ``run_dir/record.json`` atomically and return its path.
+
+    The record carries the run's settings, their hash and its fingerprint (``ssl_ctx.settings``); a probe that
+    read a pretext run's checkpoint names that run's settings hash instead of the checkpoint's path.
+    """
+    resolved = config_to_dict(config)
+    settings = settings_of(resolved, upstream=upstream_of(config.probe.init) if kind == "probe" else None)
     record = {
         "kind": kind,
         "name": config.name,
@@ -66,7 +73,10 @@ def write_record(run_dir: str | os.PathLike, kind: str, metrics: dict[str, Any],
         "git_commit": git_commit(),
         "packages": package_versions(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "config": config_to_dict(config),
+        "settings_hash": settings_hash(settings),
+        "fingerprint": fingerprint(settings, config.train.seed),
+        "settings": settings,
+        "config": resolved,
         **(extra or {}),
     }
     return write_json_atomic(Path(run_dir) / RECORD_NAME, record)

@@ -7,19 +7,16 @@ except the paper's published numbers, shown only with ``--paper`` and labelled a
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import time
-import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 
 from ssl_ctx.errors import UserError
-from ssl_ctx.files import write_json_atomic
+from ssl_ctx.files import atomic_write, write_json_atomic, write_text_atomic
 from ssl_ctx.results import figures, render
-from ssl_ctx.results.collect import RecordSet, history_frame, pretext_frame, probe_frame, read_records
+from ssl_ctx.results.collect import RecordSet, check_cells, history_frame, pretext_frame, probe_frame, read_records
 from ssl_ctx.results.records import git_commit
 from ssl_ctx.results.stats import method_order, summarise, summarise_pretext
 
@@ -65,20 +62,6 @@ def provenance_line(command: str, runs_dir: Path, records: RecordSet, baseline: 
     return line + "."
 
 
-def _write_atomic(path: Path, write: Callable[[Path], object]) -> None:
-    """Call ``write(tmp)`` then rename ``tmp`` to ``path``, so a reader never sees a half-written file."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _write_text(path: Path, text: str) -> None:
-    _write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-
-
 def table_command(runs_dir: str | Path, output: str | Path | None = None, paper: bool = False,
                   baseline: str | None = DEFAULT_BASELINE, command: str | None = None,
                   overwrite: bool = False) -> pd.DataFrame:
@@ -96,6 +79,7 @@ def table_command(runs_dir: str | Path, output: str | Path | None = None, paper:
     if not overwrite:
         refuse_to_overwrite(output)
     records = read_records(runs_dir)
+    check_cells(records)
     frame = probe_frame(records)
     if frame.empty:
         raise UserError(f"no probe records (record.json) under '{runs_dir}'; run `ssl-ctx bench` or `ssl-ctx probe` "
@@ -112,18 +96,18 @@ def table_command(runs_dir: str | Path, output: str | Path | None = None, paper:
     markdown = render.to_markdown(report)
 
     output.mkdir(parents=True, exist_ok=True)
-    _write_text(output / "table.md", markdown)
-    _write_text(output / "table.tex", render.to_latex(report))
-    _write_atomic(output / "table.csv", lambda tmp: render.csv_frame(summary).to_csv(tmp, index=False))
+    write_text_atomic(output / "table.md", markdown)
+    write_text_atomic(output / "table.tex", render.to_latex(report))
+    atomic_write(output / "table.csv", lambda tmp: render.csv_frame(summary).to_csv(tmp, index=False))
     methods = method_order(set(frame["method"]) | set(pretexts["method"]), baseline)
     colors = figures.method_colors(methods)
     written = ["table.md", "table.csv", "table.tex", "figure.png"]
-    _write_atomic(output / "figure.png", lambda tmp: figures.probe_figure(summary, tmp, colors))
+    atomic_write(output / "figure.png", lambda tmp: figures.probe_figure(summary, tmp, colors))
     if figures.layered_probes(summary):
-        _write_atomic(output / "layers.png", lambda tmp: figures.layer_figure(summary, tmp, colors))
+        atomic_write(output / "layers.png", lambda tmp: figures.layer_figure(summary, tmp, colors))
         written.append("layers.png")
     if pretext is not None and (not pretext[0].empty or not history.empty):
-        _write_atomic(output / "pretext.png", lambda tmp: figures.pretext_figure(history, pretext[0], tmp, colors))
+        atomic_write(output / "pretext.png", lambda tmp: figures.pretext_figure(history, pretext[0], tmp, colors))
         written.append("pretext.png")
     for name in OPTIONAL_FIGURES:
         if name not in written:

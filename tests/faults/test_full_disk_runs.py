@@ -1,0 +1,83 @@
+"""Fault class: a full or read-only output folder for runs: checkpoints, records and tables."""
+from __future__ import annotations
+
+import errno
+import os
+import pathlib
+
+import pytest
+import torch
+
+from ssl_ctx.errors import UserError
+from ssl_ctx.files import write_json_atomic
+from tests.faults.conftest import run_cli, the_line
+from tests.helpers import file_digests, leftovers
+
+PRETEXT = "tests/configs/pretext_tiny.yaml"
+
+
+def test_a_full_disk_at_a_checkpoint_is_one_line_and_the_last_good_checkpoint_survives(real_data, tmp_path,
+                                                                                       capsys, monkeypatch):
+    real_save = torch.save
+    saved: dict[str, object] = {}
+
+    def save_then_fill_the_disk(payload, path, *args, **kwargs):
+        if "good" not in saved:  # the checkpoint of step 2 is written; the disk is full at step 4
+            real_save(payload, path, *args, **kwargs)
+            saved["good"] = True
+            return
+        saved["before"] = file_digests(tmp_path / "run" / "checkpoints")
+        pathlib.Path(path).write_bytes(b"half a checkpoint")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("ssl_ctx.engine.checkpoint.torch.save", save_then_fill_the_disk)
+    status, out, err = run_cli(capsys, "pretrain", PRETEXT, f"output_dir={tmp_path}", "name=run")
+    assert status == 2
+    line = the_line(err)
+    assert line.startswith(f"ssl-ctx: error: cannot write to '{tmp_path / 'run' / 'checkpoints'}': no space left "
+                           f"(needs about ")
+    assert line.endswith(" free); free some space or choose another output folder")
+    assert file_digests(tmp_path / "run" / "checkpoints") == saved["before"]  # step 2's checkpoint, intact
+    assert not leftovers(tmp_path) and not (tmp_path / "run" / "record.json").exists()
+
+
+def test_a_full_disk_while_writing_a_record_keeps_the_previous_record(tmp_path, monkeypatch):
+    path = write_json_atomic(tmp_path / "record.json", {"metrics": {"top1": 0.5}})
+    before = path.read_bytes()
+    real_write_text = pathlib.Path.write_text
+
+    def half_then_full(self, text, *args, **kwargs):
+        real_write_text(self, text[: len(text) // 2], *args, **kwargs)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pathlib.Path, "write_text", half_then_full)
+    with pytest.raises(UserError, match=rf"^cannot write to '{tmp_path}': no space left \(needs about \d+ B, "):
+        write_json_atomic(path, {"metrics": {"top1": 0.7}})
+    assert path.read_bytes() == before and not leftovers(tmp_path)
+
+
+def test_a_read_only_tables_folder_is_one_line_and_the_records_are_untouched(bench_copy, capsys, monkeypatch):
+    bench_dir = bench_copy / "bench-tiny"
+    before = file_digests(bench_dir)
+
+    def read_only(source, target):
+        raise OSError(errno.EROFS, "Read-only file system", str(target))
+
+    monkeypatch.setattr("ssl_ctx.files.os.replace", read_only)
+    status, out, err = run_cli(capsys, "table", str(bench_dir), "-o", str(bench_copy / "tables"))
+    assert status == 2 and err.count("\n") == 1
+    assert err == (f"ssl-ctx: error: cannot write to '{bench_copy / 'tables'}': read-only file system; make it "
+                   f"writable or choose another output folder\n")
+    assert file_digests(bench_dir) == before and not leftovers(bench_copy)
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root writes to read-only folders")
+def test_a_read_only_run_folder_is_one_line(tmp_path, capsys):
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        status, out, err = run_cli(capsys, "pretrain", PRETEXT, f"output_dir={folder}", "name=run")
+    finally:
+        folder.chmod(0o755)
+    assert status == 2 and err.count("\n") == 1 and "permission denied" in err

@@ -59,14 +59,18 @@ def human_bytes(count: float) -> str:
 
 
 def write_error(err: OSError, folder: str | os.PathLike, needed_bytes: int | None = None,
-                fix: str = "free some space or choose another output folder") -> UserError | None:
-    """The one-line UserError for an ``OSError`` a user can fix (full disk, read-only folder); None otherwise."""
+                fix: str = "free some space or choose another output folder",
+                free: int | None = None) -> UserError | None:
+    """The one-line UserError for an ``OSError`` a user can fix (full disk, read-only folder); None otherwise.
+
+    ``free``: the free space before the write began (default: now; a failed writer may still hold its space).
+    """
     reason = _FIXABLE.get(err.errno)
     if reason is None:
         return None
     folder = Path(folder)
     if err.errno in (errno.ENOSPC, errno.EDQUOT):
-        free = free_bytes(folder)
+        free = free if free is not None else free_bytes(folder)
         need = f"needs about {human_bytes(needed_bytes)}" if needed_bytes else "needs more space"
         have = f", {human_bytes(free)} free" if free is not None else ""
         return UserError(f"cannot write to '{folder}': {reason} ({need}{have}); {fix}")
@@ -76,11 +80,13 @@ def write_error(err: OSError, folder: str | os.PathLike, needed_bytes: int | Non
 @contextlib.contextmanager
 def output_errors(folder: str | os.PathLike, needed_bytes: int | None = None,
                   fix: str = "free some space or choose another output folder") -> Iterator[None]:
-    """Turn a fixable ``OSError`` raised inside the block into :func:`write_error`'s one line."""
+    """Turn a fixable ``OSError`` raised inside the block into :func:`write_error`'s one line (the free space it
+    names is measured when the block starts)."""
+    free = free_bytes(folder) if needed_bytes else None
     try:
         yield
     except OSError as err:
-        user_error = write_error(err, folder, needed_bytes, fix)
+        user_error = write_error(err, folder, needed_bytes, fix, free)
         if user_error is None:
             raise
         raise user_error from None
@@ -99,6 +105,15 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object], neede
         try:
             write(tmp)
             os.replace(tmp, path)
+        except OSError:
+            raise
+        except Exception as err:
+            # Some writers report a full disk as another error: torch.save's zip writer raises RuntimeError
+            # ("unexpected pos ..."). Less free space than the file needs is a full disk.
+            free = free_bytes(path.parent)
+            if needed_bytes and free is not None and free < needed_bytes:
+                raise OSError(errno.ENOSPC, str(err)) from err
+            raise
         finally:
             tmp.unlink(missing_ok=True)
     return path

@@ -13,16 +13,17 @@ Layout of one cache (``cache_root()/<dataset>/<H>x<W>[-limit<N>]/``)::
 
 A cache is built in a temporary sibling folder (``.<H>x<W>.tmp-<pid>-<hex>``), moved into place with
 ``os.replace``, and only then is the top-level ``meta.json`` written; an interrupted build therefore never
-leaves a folder that looks complete. Builders hold a file lock so that two processes sharing one cache
+leaves a folder that looks complete, and a failed rebuild leaves the previous cache as it was. The arrays'
+blocks are reserved when they are created (:func:`reserve`), so a full disk is an error, never a SIGBUS. Builders hold a file lock so that two processes sharing one cache
 folder do not build the same cache twice.
 """
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from ssl_ctx.errors import UserError
-from ssl_ctx.files import write_json_atomic
+from ssl_ctx.files import temporary_sibling, write_json_atomic
 
 try:  # POSIX only; elsewhere builds are not serialised between processes.
     import fcntl
@@ -90,16 +91,35 @@ def building(final: Path) -> Iterator[Path]:
     parent = make_dirs(final.parent)
     for stale in parent.glob(f".{final.name}.tmp-*"):
         shutil.rmtree(stale, ignore_errors=True)
-    if final.exists():
-        shutil.rmtree(final)
-    tmp = parent / f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp = temporary_sibling(final)
     tmp.mkdir()
     try:
         yield tmp
+        if final.exists():  # an incomplete or outdated cache: replaced only once the new one is built
+            shutil.rmtree(final)
         os.replace(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def reserve(path: Path) -> None:
+    """Allocate a new file's blocks now. A memory map of a sparse file dies with SIGBUS at its first page write
+    once the disk is full; a reservation fails here instead, with an ``OSError`` (ENOSPC) that becomes one line."""
+    if not hasattr(os, "posix_fallocate"):
+        return
+    with open(path, "r+b") as handle:
+        try:
+            os.posix_fallocate(handle.fileno(), 0, os.fstat(handle.fileno()).st_size)
+        except OSError as err:
+            if err.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # a file system without fallocate: map as before
+                raise
+
+
+def _new_memmap(path: Path, dtype: Any, shape: tuple[int, ...]) -> np.memmap:
+    array = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    reserve(path)
+    return array
 
 
 # ------------------------------------------------------------------------------------------ writing
@@ -126,15 +146,9 @@ class SplitWriter:
         self.size = size
         folder.mkdir(parents=True, exist_ok=True)
         height, width = size
-        self._images = np.lib.format.open_memmap(
-            folder / "images.npy", mode="w+", dtype=np.uint8, shape=(capacity, height, width, 3)
-        )
+        self._images = _new_memmap(folder / "images.npy", np.uint8, (capacity, height, width, 3))
         self._label_maps = (
-            np.lib.format.open_memmap(
-                folder / "label_maps.npy", mode="w+", dtype=np.uint8, shape=(capacity, height, width)
-            )
-            if label_maps
-            else None
+            _new_memmap(folder / "label_maps.npy", np.uint8, (capacity, height, width)) if label_maps else None
         )
         self._labels: list[int] | None = [] if labels else None
         self._boxes: list[np.ndarray] | None = [] if boxes else None
@@ -175,7 +189,7 @@ class SplitWriter:
         """Rewrite ``name`` with only the first ``count`` rows (the header's shape cannot shrink in place)."""
         path = self.folder / name
         tmp = self.folder / f".{name}.compact"
-        compact = np.lib.format.open_memmap(tmp, mode="w+", dtype=array.dtype, shape=(self.count, *array.shape[1:]))
+        compact = _new_memmap(tmp, array.dtype, (self.count, *array.shape[1:]))
         for start in range(0, self.count, 4096):
             stop = min(start + 4096, self.count)
             compact[start:stop] = array[start:stop]

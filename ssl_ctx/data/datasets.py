@@ -21,7 +21,8 @@ Datasets
   (positions 4, 9, 14, ... counting from 0) is ``test`` and the rest is ``train`` (378 images -> 303 / 75).
 - ``imagefolder:<path>``: ``<path>/<split>/<class>/**`` when every top folder is named like a split
   (train, val, valid, validation, test, all), otherwise ``<path>/<class>/**`` as split ``all``. Every
-  non-hidden file under a class folder is tried as an image.
+  non-hidden file under a class folder is tried as an image. A folder with no sub-folders, only image files,
+  is one unlabelled split ``all`` (enough for pretext training; probes need classes).
 """
 from __future__ import annotations
 
@@ -415,6 +416,10 @@ def index_imagefolder(tree: FileTree, root: str) -> DatasetIndex:
 
 def _index_flat_classes(tree: FileTree) -> DatasetIndex:
     class_names = [c for c in tree.subfolders("") if not c.startswith(".")]
+    if not class_names:  # images straight in the folder: one unlabelled split
+        items = [Item(path) for path in tree.listdir("") if not _is_hidden(path)]
+        return DatasetIndex(splits={"all": sorted(items, key=lambda item: natural_key(item.path))},
+                            class_names=[], has_labels=False)
     class_of = {c: i for i, c in enumerate(class_names)}
     items = []
     for path in tree.files():
@@ -423,6 +428,16 @@ def _index_flat_classes(tree: FileTree) -> DatasetIndex:
             items.append(Item(path, label=class_of[cls]))
     items.sort(key=lambda item: (item.label, natural_key(item.path)))
     return DatasetIndex(splits={"all": items}, class_names=class_names, has_labels=True)
+
+
+def folder_listing(tree: FileTree) -> str:
+    """A hash of every file's relative path, size and modification time: it changes when a file is added, removed
+    or rewritten, and costs one ``stat`` per file (nothing is decoded)."""
+    digest = hashlib.sha256()
+    for path in tree.files():
+        info = (tree.root / path).stat()
+        digest.update(f"{path}\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
+    return f"{len(tree.files())} files, sha256 {digest.hexdigest()[:16]}"
 
 
 def imagefolder_key(folder: Path) -> str:

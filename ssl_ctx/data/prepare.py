@@ -45,7 +45,7 @@ from ssl_ctx.data.cache import (
     locked,
     size_tag,
 )
-from ssl_ctx.files import write_json_atomic
+from ssl_ctx.files import output_errors, write_json_atomic
 from ssl_ctx.data.datasets import (
     BUILTIN,
     IMAGEFOLDER_DEFAULT_SIZE,
@@ -54,9 +54,10 @@ from ssl_ctx.data.datasets import (
     DatasetSpec,
     Item,
     Layout,
+    folder_listing,
     imagefolder_key,
 )
-from ssl_ctx.errors import UserError, unknown_name_error
+from ssl_ctx.errors import UserError, unknown_name_error, warn
 from ssl_ctx.images import open_rgb
 
 logger = logging.getLogger("ssl_ctx.data")
@@ -405,35 +406,46 @@ def prepare(
     """Prepare the cache of dataset ``name`` at ``size`` (H, W; None = :func:`default_size`) and return its folder.
 
     ``limit``: at most this many images per split (see the module docstring). Idempotent: an existing
-    complete cache is returned untouched. ``progress``: progress bars and status lines on stderr.
+    complete cache is returned untouched, except the cache of an ``imagefolder:`` whose files changed since it
+    was built (added, removed or rewritten: :func:`~ssl_ctx.data.datasets.folder_listing`), which is rebuilt after
+    one warning line. A split with no usable image is refused, and a full or read-only cache folder is one line
+    naming the space needed; either way nothing is left behind and other caches are untouched.
+    ``progress``: progress bars and status lines on stderr.
     """
     spec = get_spec(name)
     size = parse_size(size) or spec.default_size
     limit = _check_limit(limit)
     tag = size_tag(size, limit)
     final = cache_root() / spec.key / tag
-    if is_complete(final):
-        _say(f"{spec.name} {tag}: already prepared in {final}; nothing to do", progress)
+    listing = folder_listing(FolderTree(spec.folder)) if spec.folder is not None else None
+    if _up_to_date(spec, final, tag, listing, progress):
         return final
     source = locate_source(spec)
     with locked(final.parent / f".{final.name}.lock"):
-        if is_complete(final):  # another process finished it while we waited for the lock
-            _say(f"{spec.name} {tag}: already prepared in {final}; nothing to do", progress)
+        if _up_to_date(spec, final, tag, listing, progress, quiet=True):  # another process finished it meanwhile
             return final
         started = time.perf_counter()
         tree, root = source.open(progress)
         index = source.layout.index(tree, root)
+        described = {**source.describe(), **({"listing": listing} if listing else {})}
         base_meta = {
             "dataset": spec.name,
             "limit": limit,
             "class_names": index.class_names,
-            "source": source.describe(),
+            "source": described,
             **index.extra_meta,
         }
+        if not any(index.splits.values()):
+            raise UserError(f"{_where(spec, source)} holds no images; put them in <folder>/<class>/ (or straight in "
+                            f"the folder for unlabelled pretext training)")
         counts, skipped = {}, 0
-        with building(final) as tmp:
+        with output_errors(final.parent, _bytes_needed(index, size, limit),
+                           "free some space or set SSL_CTX_CACHE to another folder"), building(final) as tmp:
             for split in index.splits:
                 meta = build_split(spec, split, index, tree, tmp / split, size, limit, base_meta, progress)
+                if meta["count"] == 0:
+                    raise UserError(f"{_where(spec, source)}: split '{split}' has no usable image (of "
+                                    f"{len(index.splits[split])} files, all skipped); nothing was cached")
                 counts[split] = meta["count"]
                 skipped += len(meta["skipped"])
         seconds = time.perf_counter() - started
@@ -445,13 +457,39 @@ def prepare(
             "splits": counts,
             "skipped": skipped,
             "class_names": index.class_names,
-            "source": source.describe(),
+            "source": described,
             "seconds": round(seconds, 2),
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "versions": {"pillow": PIL.__version__, "numpy": np.__version__},
         })
     _say(f"{spec.name} {tag}: prepared {_counts_text(counts)} in {seconds:.1f} s into {final}", progress)
     return final
+
+
+def _up_to_date(spec: DatasetSpec, final: Path, tag: str, listing: str | None, progress: bool,
+                quiet: bool = False) -> bool:
+    """True when ``final`` is complete and, for an image folder, built from the files it holds now."""
+    if not is_complete(final):
+        return False
+    built_from = read_cache_meta(final).get("source", {}).get("listing")
+    if listing is not None and built_from != listing:
+        if not quiet:
+            warn(f"image folder '{spec.folder}' changed since its {tag} cache was built ({built_from or 'unknown'} "
+                 f"then, {listing} now); rebuilding the cache")
+        return False
+    if not quiet:
+        _say(f"{spec.name} {tag}: already prepared in {final}; nothing to do", progress)
+    return True
+
+
+def _where(spec: DatasetSpec, source: Source) -> str:
+    return f"image folder '{spec.folder}'" if spec.folder is not None else f"dataset '{spec.name}' ({source.path})"
+
+
+def _bytes_needed(index: DatasetIndex, size: tuple[int, int], limit: int | None) -> int:
+    """About the cache's size: RGB images plus label maps, per split (boxes and labels are small)."""
+    per_image = size[0] * size[1] * (3 + (1 if index.label_lut is not None else 0))
+    return sum(per_image * (len(items) if limit is None else min(limit, len(items))) for items in index.splits.values())
 
 
 def _counts_text(counts: dict[str, int]) -> str:
@@ -469,9 +507,7 @@ def load_split(
     limit: int | None = None,
 ) -> CachedSplit:
     """One split of the cache of ``name`` (prepared first when missing)."""
-    folder = cache_dir(name, size, limit)
-    if not is_complete(folder):
-        folder = prepare(name, size, limit)
+    folder = prepare(name, size, limit, progress=False)  # at once when prepared and (image folders) unchanged
     splits = read_cache_meta(folder)["splits"]
     if split not in splits:
         raise UserError(f"dataset '{get_spec(name).name}' has no split '{split}'; splits: {', '.join(splits)}")

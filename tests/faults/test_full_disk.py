@@ -1,16 +1,21 @@
-"""Fault class: a full or read-only output folder for runs: checkpoints, records and tables."""
+"""Fault class: a full or read-only output folder: dataset caches, checkpoints, records and tables."""
 from __future__ import annotations
 
 import errno
 import os
 import pathlib
+import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
 
+from ssl_ctx.engine.checkpoint import load_checkpoint
 from ssl_ctx.errors import UserError
 from ssl_ctx.files import write_json_atomic
 from tests.faults.conftest import run_cli, the_line
+from tests.faults.test_image_folders import write_images
 from tests.helpers import file_digests, leftovers
 
 PRETEXT = "tests/configs/pretext_tiny.yaml"
@@ -39,6 +44,61 @@ def test_a_full_disk_at_a_checkpoint_is_one_line_and_the_last_good_checkpoint_su
     assert line.endswith(" free); free some space or choose another output folder")
     assert file_digests(tmp_path / "run" / "checkpoints") == saved["before"]  # step 2's checkpoint, intact
     assert not leftovers(tmp_path) and not (tmp_path / "run" / "record.json").exists()
+
+
+@pytest.fixture
+def small_filesystem(tmp_path):
+    """A 4 MB tmpfs: room for one checkpoint of the tiny pretext run (3 MB) but not for a second beside it."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if shutil.which("mount") is None or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4M", "tmpfs", str(mount)],
+                                                       capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a size-limited tmpfs here (needs root)")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_a_cache_that_does_not_fit_is_one_line_not_a_bus_error(env, small_filesystem):
+    # 400 images of 64x64 need 4.9 MB; the memory map of a sparse file would die with SIGBUS (exit 135) when the
+    # disk fills, so this runs in a child process to see how it ends.
+    write_images(env / "photos" / "cats", 400, size=8)
+    result = subprocess.run([sys.executable, "-m", "ssl_ctx", "data", "prepare", f"imagefolder:{env / 'photos'}",
+                             "--size", "64"], env={**os.environ, "SSL_CTX_CACHE": str(small_filesystem)},
+                            capture_output=True, text=True)
+    assert result.returncode == 2, result.stderr[-1000:]
+    line = the_line(result.stderr)
+    assert line.startswith(f"ssl-ctx: error: cannot write to '{small_filesystem}/imagefolder-photos-") and \
+        "no space left (needs about 4.9 MB, " in line and line.endswith("set SSL_CTX_CACHE to another folder")
+    assert not leftovers(small_filesystem) and not list(small_filesystem.rglob("*.npy"))
+
+
+@pytest.mark.parametrize("fault", [errno.ENOSPC, errno.EROFS])
+def test_a_full_or_read_only_cache_folder_leaves_the_other_caches_untouched(env, capsys, monkeypatch, fault):
+    write_images(env / "photos" / "cats", 3)
+    assert run_cli(capsys, "data", "prepare", f"imagefolder:{env / 'photos'}", "--size", "16")[0] == 0
+    before = file_digests(env / "cache")
+
+    def refuse(fd, offset, length):
+        raise OSError(fault, os.strerror(fault))
+
+    monkeypatch.setattr("ssl_ctx.data.cache.os.posix_fallocate", refuse)
+    status, out, err = run_cli(capsys, "data", "prepare", f"imagefolder:{env / 'photos'}", "--size", "32")
+    assert status == 2
+    reason = "no space left (needs about 9.2 KB, " if fault == errno.ENOSPC else "read-only file system; make it"
+    assert the_line(err).startswith(f"ssl-ctx: error: cannot write to '{env / 'cache'}/imagefolder-photos-")
+    assert reason in err
+    assert file_digests(env / "cache") == before and not leftovers(env / "cache")
+
+
+def test_a_really_full_disk_keeps_the_last_good_checkpoint(real_data, small_filesystem, capsys):
+    # torch.save reports this full disk as a RuntimeError ("unexpected pos"), not an OSError.
+    status, out, err = run_cli(capsys, "pretrain", PRETEXT, f"output_dir={small_filesystem}", "name=run")
+    assert status == 2
+    line = the_line(err)
+    assert line.startswith(f"ssl-ctx: error: cannot write to '{small_filesystem / 'run' / 'checkpoints'}': "
+                           f"no space left (needs about 3.0 MB, ")
+    assert load_checkpoint(small_filesystem / "run" / "checkpoints" / "last.pt")["trainer_state"]["step"] == 2
+    assert not leftovers(small_filesystem)
 
 
 def test_a_full_disk_while_writing_a_record_keeps_the_previous_record(tmp_path, monkeypatch):

@@ -116,7 +116,8 @@ def reserve(path: Path) -> None:
                 raise
 
 
-def _new_memmap(path: Path, dtype: Any, shape: tuple[int, ...]) -> np.memmap:
+def new_memmap(path: Path, dtype: Any, shape: tuple[int, ...]) -> np.memmap:
+    """A new ``.npy`` file of ``shape`` mapped for writing, its space reserved (:func:`reserve`)."""
     array = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
     reserve(path)
     return array
@@ -146,9 +147,9 @@ class SplitWriter:
         self.size = size
         folder.mkdir(parents=True, exist_ok=True)
         height, width = size
-        self._images = _new_memmap(folder / "images.npy", np.uint8, (capacity, height, width, 3))
+        self._images = new_memmap(folder / "images.npy", np.uint8, (capacity, height, width, 3))
         self._label_maps = (
-            _new_memmap(folder / "label_maps.npy", np.uint8, (capacity, height, width)) if label_maps else None
+            new_memmap(folder / "label_maps.npy", np.uint8, (capacity, height, width)) if label_maps else None
         )
         self._labels: list[int] | None = [] if labels else None
         self._boxes: list[np.ndarray] | None = [] if boxes else None
@@ -189,7 +190,7 @@ class SplitWriter:
         """Rewrite ``name`` with only the first ``count`` rows (the header's shape cannot shrink in place)."""
         path = self.folder / name
         tmp = self.folder / f".{name}.compact"
-        compact = _new_memmap(tmp, array.dtype, (self.count, *array.shape[1:]))
+        compact = new_memmap(tmp, array.dtype, (self.count, *array.shape[1:]))
         for start in range(0, self.count, 4096):
             stop = min(start + 4096, self.count)
             compact[start:stop] = array[start:stop]

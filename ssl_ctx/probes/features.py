@@ -30,7 +30,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from ssl_ctx.files import temporary_sibling, write_json_atomic
+from ssl_ctx.data.cache import new_memmap
+from ssl_ctx.files import output_errors, temporary_sibling, write_json_atomic
 
 FORMAT = "ssl_ctx.features/1"
 _extractions = 0  # encoder passes over a split in this process (tests count them)
@@ -87,8 +88,7 @@ def _extract(encoder: nn.Module, spec: FeatureSpec, batches: Callable[[], Any], 
         for layer, pool in zip(spec.layers, spec.pools):
             values = _reduce(maps[layer], pool).cpu().numpy().astype(np.float16)
             if layer not in arrays:
-                arrays[layer] = np.lib.format.open_memmap(folder / f"{layer}.npy", mode="w+", dtype=np.float16,
-                                                          shape=(count, *values.shape[1:]))
+                arrays[layer] = new_memmap(folder / f"{layer}.npy", np.float16, (count, *values.shape[1:]))
             arrays[layer][row:row + len(values)] = values
         row += len(batch["image"])
         progress.update(len(batch["image"]))
@@ -109,18 +109,21 @@ def cached_features(encoder: nn.Module, spec: FeatureSpec, split: Any, loader: A
     reused = (folder / "meta.json").is_file()
     if not reused:
         tmp = temporary_sibling(folder)
-        tmp.mkdir(parents=True)
-        try:
-            _extract(encoder, spec, lambda: loader.batches(0), len(split), tmp, autocast,
-                     f"features {split.dataset}/{split.split}")
-            write_json_atomic(tmp / "meta.json", {"format": FORMAT, "spec": asdict(spec), "dataset": split.dataset,
-                                                  "split": split.split, "images": len(split)})
-            if folder.exists():  # a concurrent writer finished first: keep its copy
-                shutil.rmtree(tmp)
-            else:
-                os.replace(tmp, folder)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        with output_errors(root, fix="free some space, or set probe.keep_features=false to delete the features of "
+                                     "earlier probes"):
+            tmp.mkdir(parents=True)
+            try:
+                _extract(encoder, spec, lambda: loader.batches(0), len(split), tmp, autocast,
+                         f"features {split.dataset}/{split.split}")
+                write_json_atomic(tmp / "meta.json", {"format": FORMAT, "spec": asdict(spec),
+                                                      "dataset": split.dataset, "split": split.split,
+                                                      "images": len(split)})
+                if folder.exists():  # a concurrent writer finished first: keep its copy
+                    shutil.rmtree(tmp)
+                else:
+                    os.replace(tmp, folder)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
     arrays = {layer: np.load(folder / f"{layer}.npy", mmap_mode="r") for layer in spec.layers}
     return arrays, folder, reused

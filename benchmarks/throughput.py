@@ -1,21 +1,29 @@
 """Throughput of the context encoder's pretext training step: our fast path against a plain PyTorch loop.
 
 For each input size (227, 128 and 64 px: the alexnet227/alexnet128/alexnet64 encoders, random-region masks,
-the same batch) it measures, in one run and on one device,
+the same batch) it builds, in one run and on one device,
 
 (a) the fast path, exactly as ``ssl-ctx pretrain`` trains: ``CachedBatchLoader`` serving the prepared uint8
     cache (kept on the GPU when it fits), conversion, resize and flip on the device, masks made on the device,
-    bf16 autocast and channels_last on CUDA (the config's ``auto`` defaults), fused Adam on CUDA, optionally
-    ``torch.compile`` (``--compile``), and no host-device synchronisation inside a step;
+    the config's ``auto`` defaults (bf16 autocast on CUDA and on CPUs with native bf16, channels_last, fused
+    Adam where torch has it), optionally ``torch.compile`` (``--compile``), and no host-device
+    synchronisation inside a step;
 (b) a plain reference loop: a standard ``torch.utils.data.DataLoader`` whose workers decode the extracted
     Tiny-ImageNet JPEGs with PIL and apply torchvision's Resize, RandomHorizontalFlip, ToTensor and Normalize;
     the same model in fp32 and the default memory format, masks made per batch on the CPU and then moved, and
-    ``torch.optim.Adam`` with its default implementation;
+    ``torch.optim.Adam`` with its default implementation.
 
-and reports images/s, time per step, peak memory (CUDA: ``max_memory_allocated``; CPU: the peak resident set
-of this process, DataLoader workers not included), the model's FLOPs per image for forward + backward
-(``torch.utils.flop_counter.FlopCounterMode``: convolutions and matrix products) and the achieved TFLOP/s,
-then the fast/reference ratio. It prints a table and writes a JSON file (see benchmarks/README.md).
+Each path warms up alone (``--warmup`` steps, then a few more over which its peak memory is read), then the
+two are timed interleaved: ``--steps`` pairs of one fast and one reference step (fast first on even pairs,
+reference first on odd ones), each step timed on its own. Timing all of one path and then all of the other
+measured the machine's load as much as the code on a shared machine; within a pair both steps see the same
+load, so the ratio reported is the median over the pairs of reference time / fast time, with its
+interquartile range. Per path it reports the median step time, images/s at that step time, peak memory
+(CUDA: ``max_memory_allocated``; CPU: the peak resident set of this process, DataLoader workers not
+included; the reference's less what the fast path holds meanwhile), the model's FLOPs per image for
+forward + backward (``torch.utils.flop_counter.FlopCounterMode``: convolutions and matrix products) and the
+achieved TFLOP/s, with the machine's CPUs and load average before and after the run. It prints a table and
+writes a JSON file (see benchmarks/README.md).
 
     python benchmarks/throughput.py --sizes 227 128 64 --batch-size 64 --steps 50 --warmup 10
 """
@@ -24,6 +32,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import ctypes
 import datetime
 import gc
 import json
@@ -31,6 +40,7 @@ import os
 import platform
 import re
 import resource
+import statistics
 import sys
 import tempfile
 import time
@@ -54,9 +64,18 @@ DATASET = "tiny-imagenet-200"
 RESULTS = Path(__file__).resolve().parent / "results"
 # Dense (no sparsity) bf16 tensor-core peaks from NVIDIA's data sheets, TFLOP/s; matched on the device name.
 GPU_PEAK_BF16_TFLOPS = (("H200", 989.4), ("H100 PCIe", 756.0), ("H100", 989.4), ("A100", 312.0))
+MEMORY_STEPS = 2  # steps after a path's warm-up over which its peak memory is read
 
 
 # ------------------------------------------------------------------------------------------- helpers
+
+
+def cpu_model() -> str:
+    model = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        found = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.MULTILINE)
+        model = found.group(1).strip() if found else model
+    return model
 
 
 def device_description(device: torch.device) -> str:
@@ -64,11 +83,14 @@ def device_description(device: torch.device) -> str:
         props = torch.cuda.get_device_properties(device)
         return (f"cuda: {props.name}, {props.total_memory / 2**30:.0f} GiB, {props.multi_processor_count} SMs, "
                 f"CUDA {torch.version.cuda}")
-    model = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        found = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.MULTILINE)
-        model = found.group(1).strip() if found else model
-    return f"cpu: {model}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}"
+    return f"cpu: {cpu_model()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}"
+
+
+def machine() -> dict[str, Any]:
+    """What else decides the timings on a shared machine: its CPUs and, at this moment, its load."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "cpus_usable": usable,
+            "torch_threads": torch.get_num_threads(), "load_average": list(os.getloadavg())}
 
 
 def device_slug(device: torch.device) -> str:
@@ -112,30 +134,81 @@ class PeakMemory:
     def read_mib(self) -> float:
         if self.device.type == "cuda":
             return torch.cuda.max_memory_allocated(self.device) / 2**20
+        return self._status_mib("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB
+
+    def in_use_mib(self) -> float:
+        """Memory held now: CUDA allocations, or the resident set once freed heap is handed back to the OS.
+
+        Both paths are alive while they are timed, so the second one's peak includes what the first holds;
+        this is what is subtracted.
+        """
+        if self.device.type == "cuda":
+            return torch.cuda.memory_allocated(self.device) / 2**20
+        gc.collect()
         with contextlib.suppress(OSError, AttributeError):
-            found = re.search(r"^VmHWM:\s*(\d+) kB", Path("/proc/self/status").read_text(), re.MULTILINE)
+            ctypes.CDLL(None).malloc_trim(0)  # glibc keeps freed activations in its heap otherwise
+        return self._status_mib("VmRSS")
+
+    @staticmethod
+    def _status_mib(field: str) -> float:
+        with contextlib.suppress(OSError):
+            found = re.search(rf"^{field}:\s*(\d+) kB", Path("/proc/self/status").read_text(), re.MULTILINE)
             if found:
                 return int(found.group(1)) / 1024
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+        return 0.0
 
 
-def measure(step: Callable[[int], torch.Tensor], device: torch.device, warmup: int, steps: int,
-            batch_size: int, memory: PeakMemory) -> dict[str, float]:
-    """Run ``warmup`` then ``steps`` steps; time only the latter (synchronised at both ends)."""
-    total = torch.zeros((), device=device)
+def warm_up(step: Callable[[int], torch.Tensor], device: torch.device, warmup: int, memory: PeakMemory) -> float:
+    """Run ``warmup`` steps, then ``MEMORY_STEPS`` more with the peak reset; return that peak (MiB).
+
+    The warm-up takes compilation, cuDNN autotuning and the DataLoader's start out of the timings and the peak.
+    """
     for number in range(warmup):
-        total += step(number).detach().float()
+        step(number)
     synchronize(device)
     memory.reset()
-    started = time.perf_counter()
-    for number in range(warmup, warmup + steps):
-        total += step(number).detach().float()
+    for number in range(warmup, warmup + MEMORY_STEPS):
+        step(number)
     synchronize(device)
-    elapsed = time.perf_counter() - started
-    if not torch.isfinite(total):
-        raise RuntimeError("the loss became non-finite during the benchmark")
-    return {"images_per_s": batch_size * steps / elapsed, "step_time_ms": 1000 * elapsed / steps,
-            "peak_memory_mib": memory.read_mib(), "mean_loss": float(total) / (warmup + steps)}
+    return memory.read_mib()
+
+
+def interleaved(fast_step: Callable[[int], torch.Tensor], reference_step: Callable[[int], torch.Tensor],
+                steps: int, device: torch.device, first: int = 0) -> dict[str, Any]:
+    """Time ``steps`` pairs of one fast and one reference step, each step on its own; ratio = reference / fast.
+
+    Within a pair both steps see the same machine load, so the ratio measures the code; the order alternates
+    (fast first on even pairs, reference first on odd ones) so that neither always runs on a warmer cache.
+    Returns each path's step times (s) and mean loss, and the per-pair ratios.
+    """
+    paths = {"fast": fast_step, "reference": reference_step}
+    seconds: dict[str, list[float]] = {name: [] for name in paths}
+    losses = {name: torch.zeros((), device=device) for name in paths}
+    for pair in range(steps):
+        for name in ("fast", "reference") if pair % 2 == 0 else ("reference", "fast"):
+            synchronize(device)
+            started = time.perf_counter()
+            loss = paths[name](first + pair)
+            synchronize(device)
+            seconds[name].append(time.perf_counter() - started)
+            losses[name] += loss.detach().float()
+    for name, total in losses.items():
+        if not torch.isfinite(total):
+            raise RuntimeError(f"the {name} path's loss became non-finite during the benchmark")
+    return {**{name: {"step_s": seconds[name], "mean_loss": float(losses[name]) / steps} for name in paths},
+            "ratios": [reference / fast for fast, reference in zip(seconds["fast"], seconds["reference"])]}
+
+
+def paired_summary(timings: dict[str, Any], batch_size: int) -> dict[str, Any]:
+    """The speedup (median paired ratio) with its interquartile range, and each path's median step."""
+    ratios = timings["ratios"]
+    first, _, third = statistics.quantiles(ratios, n=4, method="inclusive") if len(ratios) > 1 else ratios * 3
+    summary: dict[str, Any] = {"speedup": statistics.median(ratios), "speedup_iqr": [first, third],
+                               "pairs": len(ratios)}
+    for path in ("fast", "reference"):
+        step = statistics.median(timings[path]["step_s"])
+        summary[path] = {"images_per_s": batch_size / step, "step_time_ms": 1000 * step}
+    return summary
 
 
 def model_config(size: int, args: argparse.Namespace, device: torch.device) -> Config:
@@ -212,10 +285,6 @@ class JpegFiles(torch.utils.data.Dataset):
 def reference_path(config: Config, files: list[Path], info: DataInfo, device: torch.device, num_workers: int,
                    ) -> tuple[Callable[[int], torch.Tensor], dict, Callable[[], None]]:
     """A plain loop: DataLoader + PIL + torchvision, fp32, CPU masks, torch.optim.Adam (default implementation)."""
-    with contextlib.suppress(ImportError):  # torchvision wheels built for CUDA need this next to a CPU torch
-        from ssl_ctx.torchvision_compat import ensure_torchvision
-
-        ensure_torchvision()
     from torchvision import transforms
 
     size = info.input_size
@@ -260,16 +329,18 @@ def reference_files(limit: int | None) -> list[Path]:
 # ------------------------------------------------------------------------------------------ the run
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
     device = resolve_device(args.device)
     if device.type == "cuda":
         torch.cuda.set_device(device)
         torch.backends.cudnn.benchmark = True  # both paths: fixed shapes
+    before = machine()
     memory = PeakMemory(device)
     split = load_split(DATASET, "train", limit=args.limit)
     files = reference_files(args.limit)
     print(f"device: {device_description(device)}; torch {torch.__version__}; batch {args.batch_size}; "
-          f"{args.warmup} warm-up + {args.steps} measured steps; {len(split)} cached images, {len(files)} JPEGs",
+          f"{args.warmup} + {MEMORY_STEPS} warm-up steps per path, then {args.steps} interleaved pairs; "
+          f"{len(split)} cached images, {len(files)} JPEGs; load average {load_text(before['load_average'])}",
           flush=True)
     results = []
     for size in args.sizes:
@@ -278,53 +349,80 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         flops = flops_per_image(config, info)
         entry: dict[str, Any] = {"size": size, "encoder": config.model.encoder, "flops_per_image": flops}
         with tempfile.TemporaryDirectory() as run_dir:
-            step, settings = fast_path(config, split, info, Path(run_dir))
-            trainer = settings.pop("trainer")
-            entry["fast"] = {**measure(step, device, args.warmup, args.steps, args.batch_size, memory), **settings}
+            empty = memory.in_use_mib()  # flops_per_image ran the model: the libraries are loaded already
+            fast_step, fast = fast_path(config, split, info, Path(run_dir))
+            trainer = fast.pop("trainer")
+            fast["peak_memory_mib"] = warm_up(fast_step, device, args.warmup, memory)
+            held = memory.in_use_mib() - empty
+            reference_step, reference, close = reference_path(copy.deepcopy(config), files, info, device,
+                                                              args.num_workers)
+            reference["peak_memory_mib"] = warm_up(reference_step, device, args.warmup, memory) - held
+            reference["fast_path_held_mib"] = held
+            timings = interleaved(fast_step, reference_step, args.steps, device, first=args.warmup + MEMORY_STEPS)
+            close()
             trainer.close()
-            del step, trainer
-        reference_config = copy.deepcopy(config)
-        step, settings, close = reference_path(reference_config, files, info, device, args.num_workers)
-        entry["reference"] = {**measure(step, device, args.warmup, args.steps, args.batch_size, memory), **settings}
-        close()
-        del step
-        for path in ("fast", "reference"):
-            entry[path]["achieved_tflops"] = flops * entry[path]["images_per_s"] / 1e12
-        entry["speedup"] = entry["fast"]["images_per_s"] / entry["reference"]["images_per_s"]
+            del fast_step, reference_step, trainer
+        summary = paired_summary(timings, args.batch_size)
+        for path, settings in (("fast", fast), ("reference", reference)):
+            entry[path] = {**summary[path], "step_times_ms": [1000 * seconds for seconds in timings[path]["step_s"]],
+                           "mean_loss": timings[path]["mean_loss"], **settings,
+                           "achieved_tflops": flops * summary[path]["images_per_s"] / 1e12}
+        entry.update(speedup=summary["speedup"], speedup_iqr=summary["speedup_iqr"], pairs=summary["pairs"],
+                     ratios=timings["ratios"])
         results.append(entry)
+        low, high = entry["speedup_iqr"]
         print(f"  {size} px: fast {entry['fast']['images_per_s']:.1f} img/s, reference "
-              f"{entry['reference']['images_per_s']:.1f} img/s, ratio {entry['speedup']:.2f}x", flush=True)
+              f"{entry['reference']['images_per_s']:.1f} img/s (median steps), ratio {entry['speedup']:.2f}x "
+              f"(IQR {low:.2f}-{high:.2f}, {entry['pairs']} pairs)", flush=True)
         if device.type == "cuda":
             torch.cuda.empty_cache()
+    after = machine()
+    print(f"load average {load_text(after['load_average'])} after the run", flush=True)
     peak = peak_tflops(device)
     return {
         "benchmark": "context-encoder pretext training step (random-region masks)",
-        "command": " ".join(["python", *sys.argv]),
+        "command": command,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "device": device_description(device),
         "device_peak_bf16_tflops": peak,
+        "cpu": before["cpu"],
+        "cpu_count": before["cpu_count"],
+        "cpus_usable": before["cpus_usable"],
+        "torch_threads": before["torch_threads"],
+        "load_average_before": before["load_average"],
+        "load_average_after": after["load_average"],
         "torch": torch.__version__,
         "python": platform.python_version(),
         "batch_size": args.batch_size,
         "warmup_steps": args.warmup,
+        "memory_steps": MEMORY_STEPS,
         "measured_steps": args.steps,
+        "timing": "interleaved pairs, one fast and one reference step each (fast first on even pairs), each step "
+                  "timed alone and synchronised at both ends; speedup = median over the pairs of reference time "
+                  "/ fast time; images/s = batch / median step time",
         "compile": args.compile,
         "num_workers": args.num_workers,
         "dataset": DATASET,
         "cached_images": len(split),
-        "memory": memory.kind,
+        "memory": f"{memory.kind}, over {MEMORY_STEPS} steps after the warm-up; the reference's less what the "
+                  f"fast path holds meanwhile (fast_path_held_mib)",
         "flops": "forward + backward per image, convolutions and matrix products (FlopCounterMode)",
         "results": results,
     }
 
 
+def load_text(load: list[float]) -> str:
+    return ", ".join(f"{value:.2f}" for value in load) + " (1, 5, 15 min)"
+
+
 def format_table(report: dict[str, Any]) -> str:
     """A Markdown table of the report (also printed)."""
     peak = report["device_peak_bf16_tflops"]
-    lines = ["| size | path | images/s | step (ms) | peak memory (MiB) | GFLOP/image (fwd+bwd) | TFLOP/s"
-             + (" | % of bf16 peak" if peak else "") + " | fast / reference |",
+    lines = ["| size | path | images/s (median step) | median step (ms) | peak memory (MiB) | GFLOP/image (fwd+bwd) "
+             "| TFLOP/s" + (" | % of bf16 peak" if peak else "") + " | fast / reference (median of pairs) |",
              "|---|---|---:|---:|---:|---:|---:|" + ("---:|" if peak else "") + "---:|"]
     for entry in report["results"]:
+        low, high = entry["speedup_iqr"]
         for path in ("fast", "reference"):
             values = entry[path]
             cells = [f"{entry['size']} px", f"{path} ({values['precision']})", f"{values['images_per_s']:.1f}",
@@ -332,9 +430,26 @@ def format_table(report: dict[str, Any]) -> str:
                      f"{entry['flops_per_image'] / 1e9:.2f}", f"{values['achieved_tflops']:.3f}"]
             if peak:
                 cells.append(f"{100 * values['achieved_tflops'] / peak:.1f} %")
-            cells.append(f"**{entry['speedup']:.2f}x**" if path == "fast" else "")
+            cells.append(f"**{entry['speedup']:.2f}x** (IQR {low:.2f}–{high:.2f})" if path == "fast" else "")
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def format_header(report: dict[str, Any]) -> str:
+    """The Markdown file's preamble: what was run, how the ratio was measured, and the machine's load."""
+    pairs = report["measured_steps"]
+    ratios = "; ".join(f"{entry['size']} px {entry['speedup']:.2f}x (IQR {entry['speedup_iqr'][0]:.2f}–"
+                       f"{entry['speedup_iqr'][1]:.2f})" for entry in report["results"])
+    return (f"{report['benchmark']}, {report['device']}, torch {report['torch']}, batch {report['batch_size']}, "
+            f"{report['warmup_steps']} + {report['memory_steps']} warm-up steps per path, then {pairs} pairs of "
+            f"steps ({report['date']}).\n\n"
+            f"The fast / reference ratio is the median of {pairs} paired ratios (reference step time / fast step "
+            f"time), measured interleaved step by step, one step of each path in turn, alternating which goes "
+            f"first: {ratios}. Machine: {report['cpu']}, {report['cpu_count']} CPUs ({report['cpus_usable']} usable "
+            f"by the benchmark), torch threads {report['torch_threads']}; load average "
+            f"{load_text(report['load_average_before'])} before the run and "
+            f"{load_text(report['load_average_after'])} after.\n\n"
+            f"Command: `{report['command']}`")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -342,8 +457,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sizes", type=int, nargs="+", default=[227, 128, 64], choices=[227, 128, 96, 64, 32],
                         help="input sides; each uses the alexnet<size> encoder (default: 227 128 64)")
     parser.add_argument("--batch-size", type=int, default=64, help="images per step, both paths (default: 64)")
-    parser.add_argument("--steps", type=int, default=50, help="measured steps per path and size (default: 50)")
-    parser.add_argument("--warmup", type=int, default=10, help="steps run before timing (default: 10)")
+    parser.add_argument("--steps", type=int, default=50,
+                        help="measured pairs of steps, one per path, per size (default: 50)")
+    parser.add_argument("--warmup", type=int, default=10,
+                        help="steps each path runs alone before timing (default: 10)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the fast path's model")
     parser.add_argument("--num-workers", type=int, default=min(8, os.cpu_count() or 1),
@@ -353,12 +470,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output", type=Path, default=None,
                         help="JSON file (default: benchmarks/results/throughput-<device>.json)")
     parser.add_argument("--markdown", type=Path, default=None, help="also write the table to this Markdown file")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.steps < 1 or args.warmup < 0:
+        parser.error("--steps must be at least 1 and --warmup at least 0")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
-    report = run(args)
+    report = run(args, " ".join(["python", "benchmarks/throughput.py", *argv]))
     table = format_table(report)
     print(table)
     output = args.output or RESULTS / f"throughput-{device_slug(resolve_device(args.device))}.json"
@@ -367,10 +488,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {output}")
     if args.markdown:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(f"{report['benchmark']}, {report['device']}, torch {report['torch']}, batch "
-                                 f"{report['batch_size']}, {report['warmup_steps']} warm-up + "
-                                 f"{report['measured_steps']} measured steps ({report['date']}).\n\n"
-                                 f"Command: `{report['command']}`\n\n{table}\n")
+        args.markdown.write_text(f"{format_header(report)}\n\n{table}\n")
         print(f"wrote {args.markdown}")
     return 0
 

@@ -42,10 +42,14 @@ def cmd_probe(args: argparse.Namespace) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    from ssl_ctx.bench.launchers import Launch
     from ssl_ctx.bench.runner import run_bench
 
+    launch = Launch(workers=args.workers, launcher=args.launcher, slurm_partition=args.slurm_partition,
+                    slurm_gpus_per_job=args.slurm_gpus_per_job, slurm_cpus_per_job=args.slurm_cpus_per_job,
+                    slurm_time_minutes=args.slurm_time_minutes, slurm_group=args.slurm_group)
     complete = run_bench(_load(args), config_path=args.config, overrides=args.overrides, stop_after=args.stop_after,
-                         replace_changed=args.replace_changed)
+                         replace_changed=args.replace_changed, launch=launch)
     return 0 if complete else STOPPED_EARLY
 
 
@@ -54,6 +58,15 @@ def cmd_table(args: argparse.Namespace) -> None:
 
     table_command(args.runs_dir, output=args.output, paper=args.paper, baseline=args.baseline or None,
                   overwrite=args.overwrite)
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from ssl_ctx.export import export_encoder
+    from ssl_ctx.probes.encoder_loading import describe_encoder, load_encoder_file
+
+    output = export_encoder(args.checkpoint, args.output)
+    encoder = load_encoder_file(output, None)  # read back: the file stands on its own
+    print(f"wrote {output}: encoder {describe_encoder(encoder)}; probe it with probe.init={output}")
 
 
 def cmd_list(args: argparse.Namespace) -> None:
@@ -105,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.set_defaults(handler=cmd_data_prepare)
 
     pretrain = verb("pretrain", cmd_pretrain, "train a pretext method (context encoder, autoencoder, ...)")
-    probe = verb("probe", cmd_probe, "measure an encoder on a downstream task (init=random | timm:<name> | CKPT)")
+    probe = verb("probe", cmd_probe, "measure an encoder on a downstream task (init=random | timm:<name> | CKPT | "
+                                     "an `ssl-ctx export` file | an AlexNet state dict)")
     for sub in (pretrain, probe):
         sub.add_argument("--resume", action="store_true",
                          help="continue the run's last checkpoint (refused if a setting differs from it)")
@@ -121,6 +135,24 @@ def build_parser() -> argparse.ArgumentParser:
                        help="cells in the folder that were made with other settings (the bench refuses them "
                             "otherwise) are moved to <folder>.replaced-<time>/ with the probes that read them, "
                             "and recomputed")
+    bench.add_argument("--workers", metavar="N|gpus",
+                       help="run N cells at once, each in a worker process with cores/N torch threads (default 1: "
+                            "one after another in this process); 'gpus': one worker per visible GPU. A probe waits "
+                            "for its pretext cell; each cell's output goes to <folder>/logs/. With --launcher: "
+                            "jobs at once (default: 1 for local, no limit for slurm)")
+    bench.add_argument("--launcher", choices=("local", "slurm"),
+                       help="run the cells as submitit jobs: 'slurm' on a SLURM cluster (from its login node), "
+                            "'local' on this machine; submitit's logs go to <folder>/submitit/")
+    bench.add_argument("--slurm-group", choices=("cell", "pretext"),
+                       help="one job per cell (default), or per method and seed: its pretext cell then its probes "
+                            "(also with --launcher local)")
+    bench.add_argument("--slurm-partition", metavar="NAME", help="SLURM partition of the jobs")
+    bench.add_argument("--slurm-gpus-per-job", type=int, metavar="N", help="GPUs of each SLURM job (default 0)")
+    bench.add_argument("--slurm-cpus-per-job", type=int, metavar="N",
+                       help="CPU cores of each SLURM job (default: the cluster's), also its torch threads")
+    bench.add_argument("--slurm-time-minutes", type=int, metavar="MINUTES",
+                       help="time limit of each SLURM job (default 240); a cell still training near the limit "
+                            "checkpoints and the next run of the bench resumes it")
 
     table = verb("table", cmd_table, "make mean ± std tables, differences with confidence intervals and figures "
                                      "from run records", with_config=False)
@@ -131,6 +163,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="method the differences (Δ, Welch's t-test) are taken from (default: random_init; "
                             "'' for none)")
     table.add_argument("--overwrite", action="store_true", help="replace tables already in the output folder")
+
+    export = verb("export", cmd_export, "write a pretext checkpoint's encoder as a safetensors file with its build "
+                                        "options and feature maps (probe.init takes it)", with_config=False)
+    export.add_argument("checkpoint", help="checkpoint written by `ssl-ctx pretrain` (runs/<name>/checkpoints/last.pt)")
+    export.add_argument("-o", "--output",
+                        help="the .safetensors file (default: encoder.safetensors in the checkpoint's run folder)")
 
     verb("list", cmd_list, "list registered pretext methods, encoders and probes", with_config=False)
     verb("eval-inpaint", cmd_eval_inpaint, "inpainting table (mean L1, mean L2, PSNR) of models and baselines")
@@ -151,8 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    finished = False
     try:
         status = args.handler(args) or 0
+        finished = True
     except UserError as err:
         print(f"ssl-ctx: error: {err}", file=sys.stderr)
         return 2
@@ -163,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "WORLD_SIZE" in os.environ:
             from ssl_ctx.engine.distributed import cleanup
 
-            cleanup()
+            cleanup(finished)
     return status
 
 

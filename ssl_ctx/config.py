@@ -164,6 +164,7 @@ class TrainConfig:
     precision: str = "auto"
     channels_last: bool | None = None  # null = on for CUDA and CPUs
     compile: bool = False  # torch.compile the model
+    sync_batchnorm: bool = False  # under torchrun on GPUs: BatchNorm statistics over the global batch (SyncBatchNorm)
     log_every: int = 50  # steps between scalar logs (the only host-device syncs)
     image_every: int = 500  # steps between TensorBoard image grids
     checkpoint_every: int = 500  # steps between checkpoints (one is also written at each epoch end)

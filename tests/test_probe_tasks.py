@@ -1,4 +1,5 @@
 """Probe task modules on synthetic batches: pooling sizes, frozen vs fine-tuned encoders, heads, detection pieces."""
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -11,9 +12,10 @@ from ssl_ctx.errors import UserError
 from ssl_ctx.models import build_encoder
 from ssl_ctx.probes.classification import ClassificationProbe
 from ssl_ctx.probes.common import parse_layers, pooled_side
-from ssl_ctx.probes.detection import BoxBatches, DetectionProbe, box_target, grid_sample_roi_align
+from ssl_ctx.probes.detection import BoxBatches, DetectionProbe, box_target, build_detector
 from ssl_ctx.probes.segmentation import SegmentationProbe
-from ssl_ctx.torchvision_compat import ensure_torchvision, nms_reference
+
+REPO = Path(__file__).resolve().parents[1]
 
 OPTIM = OptimConfig(lr=1e-2, betas=[0.9, 0.999])
 
@@ -92,41 +94,33 @@ def test_segmentation_head_upsamples_to_the_input_and_ignores_void():
     assert torch.isfinite(losses["loss"])
 
 
-def test_nms_reference_matches_greedy_definition():
-    generator = torch.Generator().manual_seed(0)
-    boxes = torch.rand(200, 4, generator=generator) * 50
-    boxes[:, 2:] += boxes[:, :2] + 1
-    scores = torch.rand(200, generator=generator)
-    kept = []
-    for i in torch.argsort(scores, descending=True).tolist():
-        x0, y0, x1, y1 = boxes[i].tolist()
-        def iou(j):
-            a0, b0, a1, b1 = boxes[j].tolist()
-            inter = max(0, min(x1, a1) - max(x0, a0)) * max(0, min(y1, b1) - max(y0, b0))
-            return inter / ((x1 - x0) * (y1 - y0) + (a1 - a0) * (b1 - b0) - inter)
-        if all(iou(j) <= 0.5 for j in kept):
-            kept.append(i)
-    assert nms_reference(boxes, scores, 0.5).tolist() == kept
-    ensure_torchvision()
-    import torchvision
+def test_detector_runs_torchvisions_compiled_operators():
+    """NMS and RoI pooling are torchvision's own kernels: no pure-PyTorch stand-in is left in the package."""
+    from torchvision.ops import MultiScaleRoIAlign
 
-    assert torchvision.ops.nms(boxes, scores, 0.5).tolist() == kept
+    detector = build_detector(small_encoder(), "conv5", num_classes=3, image_size=32, frozen=True)
+    assert type(detector.roi_heads.box_roi_pool) is MultiScaleRoIAlign
+    assert torch.ops.torchvision.nms.default.has_kernel_for_dispatch_key(torch._C.DispatchKey.CPU)
+    assert torch.ops.torchvision.roi_align.default.has_kernel_for_dispatch_key(torch._C.DispatchKey.CPU)
 
 
-def test_grid_sample_roi_align_matches_torchvision():
-    ensure_torchvision()
-    from torchvision.ops.roi_align import _roi_align
+def test_torchvision_without_its_operators_is_one_line(monkeypatch):
+    import torchvision.extension
 
-    generator = torch.Generator().manual_seed(0)
-    features = torch.randn(2, 5, 16, 16, generator=generator)
-    proposals = [torch.tensor([[3.0, 5, 60, 90], [0, 0, 127, 127], [10.5, 20.25, 12, 23]]),
-                 torch.tensor([[40.0, 30, 100, 64]])]
-    rois = torch.cat([torch.cat([torch.full((len(p), 1), float(i)), p], 1) for i, p in enumerate(proposals)])
-    for ratio in (1, 2):
-        # torchvision's pure-PyTorch roi_align, called without its torch.compile wrapper
-        expected = _roi_align.__wrapped__(features, rois, 16 / 128, 4, 4, ratio, False)
-        ours = grid_sample_roi_align(features, proposals, [(128, 128), (128, 128)], 4, ratio)
-        torch.testing.assert_close(ours, expected, atol=1e-5, rtol=1e-5)
+    monkeypatch.setattr(torchvision.extension, "_has_ops", lambda: False)
+    with pytest.raises(UserError) as error:
+        build_detector(small_encoder(), "conv5", num_classes=3, image_size=32, frozen=True)
+    message = str(error.value)
+    assert "\n" not in message and "the detection probe needs torchvision's operators" in message
+    assert "pip install torch==" in message and "torchvision==" in message
+
+
+def test_no_module_of_the_package_patches_another_library():
+    """Importing every module registers no operator and loads no library of someone else's."""
+    forbidden = ("torch.library.Library(", "torch.ops.load_library(", "_LIBRARY", "ensure_torchvision")
+    for path in sorted((REPO / "ssl_ctx").rglob("*.py")):
+        text = path.read_text()
+        assert not [word for word in forbidden if word in text], path
 
 
 def box_split(count: int = 4, size: int = 32) -> SimpleNamespace:

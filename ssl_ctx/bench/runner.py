@@ -7,10 +7,13 @@ Layout under ``<output_dir>/<name>/``::
     tables/                              table.md, table.csv, table.tex, figure.png
     bench.yaml                           the resolved bench config (an earlier, different one is kept beside it)
     .bench.lock                          held while a bench runs in this folder
+    logs/, submitit/                     the output of cells run by worker processes, of submitit jobs
 
 A cell is finished when its ``record.json`` exists (records are written atomically, last). Re-running the
 bench skips finished cells and resumes unfinished ones from their checkpoints; a cell that fails writes
 ``error.json`` with the error and the bench goes on with the others (it is retried on the next run).
+By default the cells run one after another in the bench process; ``--workers`` and ``--launcher`` run them in
+parallel, each probe after its pretext cell, in worker processes or submitit jobs (``ssl_ctx.bench.scheduler``).
 
 A folder never mixes settings: before anything runs, every started cell's settings (``ssl_ctx.settings``, from
 its record or its ``config.yaml``) are compared with those this bench config gives it. A difference stops the
@@ -25,7 +28,7 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ssl_ctx.config import Config, config_to_dict, load_config, read_yaml, save_config
 from ssl_ctx.errors import UserError, warn
@@ -40,6 +43,9 @@ from ssl_ctx.settings import (
     settings_of,
     upstream_of,
 )
+
+if TYPE_CHECKING:
+    from ssl_ctx.bench.launchers import Launch
 
 ERROR_NAME = "error.json"
 _PROBE_KEYS = ("config", "metric")  # keys of a probe entry that are not config overrides
@@ -140,13 +146,17 @@ def run_cell(bench: Config, cell: Cell, root: Path, deadline: float | None = Non
     except (KeyboardInterrupt, TimeLimitReached):
         raise
     except Exception as err:  # noqa: BLE001 - one failing cell must not stop the others
-        write_json_atomic(run_dir / ERROR_NAME, {
-            "cell": cell.label(), "error": f"{type(err).__name__}: {err}",
-            "traceback": traceback.format_exc(), "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        write_cell_error(bench.run_dir, cell, f"{type(err).__name__}: {err}", traceback.format_exc())
         print(f"bench: cell {cell.label()} failed: {type(err).__name__}: {err} (see {run_dir / ERROR_NAME})")
         return "failed"
     (run_dir / ERROR_NAME).unlink(missing_ok=True)
     return "done"
+
+
+def write_cell_error(bench_dir: Path, cell: Cell, error: str, details: str) -> Path:
+    """Write the cell's ``error.json``: ``error`` is one line, ``details`` the traceback or the log's tail."""
+    return write_json_atomic(cell.run_dir(bench_dir) / ERROR_NAME, {
+        "cell": cell.label(), "error": error, "traceback": details, "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
 
 
 # ------------------------------------------------------------------------------------- same settings
@@ -251,65 +261,88 @@ def save_bench_config(bench: Config) -> Path:
 
 
 def run_bench(bench: Config, config_path: str | Path | None = None, overrides: list[str] | None = None,
-              stop_after: float | None = None, replace_changed: bool = False) -> bool:
+              stop_after: float | None = None, replace_changed: bool = False, launch: Launch | None = None) -> bool:
     """Run every cell of ``bench`` (skipping finished ones), then write and print the comparison table.
 
     ``stop_after`` (seconds) makes a resumable piece: no cell starts after it, and a training cell running at
     that moment checkpoints and stops. ``replace_changed``: move aside cells started with other settings
-    instead of refusing (module docstring). Only one bench runs in a folder at a time. Returns True when every
-    cell has a record (the table is then written).
+    instead of refusing (module docstring). ``launch``: where the cells run; by default one after another in this
+    process, else in parallel in worker processes or submitit jobs (``ssl_ctx.bench.scheduler``). Only one bench
+    runs in a folder at a time. Returns True when every cell has a record (the table is then written).
     """
+    from ssl_ctx.bench.launchers import Launch
+
+    launch = launch or Launch()
+    launch.check()
     command = " ".join(["ssl-ctx bench", str(config_path or ""), *(overrides or [])]).strip()
     with exclusive_lock(bench.run_dir / ".bench.lock", f"bench folder '{bench.run_dir}'", holder=command):
-        return _run_locked(bench, config_path, command, stop_after, replace_changed)
+        return _run_locked(bench, config_path, command, stop_after, replace_changed, launch)
 
 
 def _run_locked(bench: Config, config_path: str | Path | None, command: str, stop_after: float | None,
-                replace_changed: bool) -> bool:
-    from ssl_ctx.engine.trainer import TimeLimitReached
+                replace_changed: bool, launch: Launch) -> bool:
     from ssl_ctx.results.tables import table_command
 
     root = configs_root(config_path)
-    bench_dir = bench.run_dir
     plan = cells(bench)
     check_settings(bench, plan, root, replace_changed)
     save_bench_config(bench)
     started = time.time()
     deadline = started + stop_after if stop_after is not None else None
+    if launch.in_process:
+        counts = _run_in_process(bench, plan, root, deadline, stop_after)
+    else:
+        from ssl_ctx.bench.launchers import make_launcher
+        from ssl_ctx.bench.scheduler import run_parallel
+
+        launcher = make_launcher(launch, bench, root, deadline)
+        counts = run_parallel(bench, plan, launcher, deadline, BenchProgress(plan, launcher.slots or 1))
+    if counts is None:
+        return False
+    elapsed = time.time() - started
+    not_run = f", {counts['not run']} not run (their pretext cell failed)" if counts.get("not run") else ""
+    print(f"bench: {counts['done']} cells run, {counts['skipped']} already finished, {counts['failed']} failed"
+          f"{not_run} in {elapsed:.0f} s")
+    table_command(bench.run_dir, baseline=bench.bench.baseline, command=command, overwrite=True)
+    return counts["failed"] + counts.get("not run", 0) == 0
+
+
+def _run_in_process(bench: Config, plan: list[Cell], root: Path, deadline: float | None,
+                    stop_after: float | None) -> dict[str, int] | None:
+    """The cells one after another in this process; None when the time limit stopped the bench (said so)."""
+    from ssl_ctx.engine.trainer import TimeLimitReached
+
     progress = BenchProgress(plan)
     counts = {"done": 0, "skipped": 0, "failed": 0}
     for number, cell in enumerate(plan, start=1):
         if deadline is not None and time.time() >= deadline:
             print(f"bench: time limit of {stop_after:.0f} s reached before cell {number}/{len(plan)}; "
                   f"run the same command again to continue")
-            return False
+            return None
         print(progress.before(number, cell), flush=True)
         cell_started = time.time()
         try:
             outcome = run_cell(bench, cell, root, deadline)
         except TimeLimitReached as stop:
             print(f"bench: {stop}; run the same command again to continue")
-            return False
+            return None
         progress.after(cell, outcome, time.time() - cell_started)
         counts[outcome] += 1
-    elapsed = time.time() - started
-    print(f"bench: {counts['done']} cells run, {counts['skipped']} already finished, {counts['failed']} failed "
-          f"in {elapsed:.0f} s")
-    table_command(bench_dir, baseline=bench.bench.baseline, command=command, overwrite=True)
-    return counts["failed"] == 0
+    return counts
 
 
 class BenchProgress:
     """The bench's overall progress line: cell number, elapsed time and an estimate of the time left.
 
     The estimate adds, for every cell still to run, the mean duration of the cells of its kind that ran in this
-    process (kind = its probe, or the pretext of its method). Kinds differ by minutes (a context encoder's pretext)
-    to a second (random init's), so there is no estimate until every kind still to run has been timed once: after
-    the first seed, as cells run seed by seed.
+    process (kind = its probe, or the pretext of its method), divided by the number of cells running at once.
+    Kinds differ by minutes (a context encoder's pretext) to a second (random init's), so there is no estimate
+    until every kind still to run has been timed once: after the first seed, as cells run seed by seed.
     """
 
-    def __init__(self, plan: list[Cell]) -> None:
+    def __init__(self, plan: list[Cell], parallel: int = 1) -> None:
         self.plan = plan
+        self.parallel = parallel
         self.started = time.time()
         self.durations: dict[str, list[float]] = {}
         self.finished: set[Cell] = set()
@@ -327,13 +360,14 @@ class BenchProgress:
         left = [cell for cell in self.plan if cell not in self.finished]
         if any(self.kind(cell) not in self.durations for cell in left):
             return None
-        return sum(_mean(self.durations[self.kind(cell)]) for cell in left)
+        return sum(_mean(self.durations[self.kind(cell)]) for cell in left) / self.parallel
 
-    def before(self, number: int, cell: Cell) -> str:
+    def before(self, number: int, cell: Cell, event: str = "") -> str:
+        """The line printed as cell ``number`` starts; ``event`` follows its label (e.g. `` started on worker 2``)."""
         elapsed = time.time() - self.started
         left = self.remaining_seconds()
         estimate = f", about {_duration(left)} left" if left is not None else ", time left known after the first seed"
-        return f"bench [{number}/{len(self.plan)}] {cell.label()} ({_duration(elapsed)} elapsed{estimate})"
+        return f"bench [{number}/{len(self.plan)}] {cell.label()}{event} ({_duration(elapsed)} elapsed{estimate})"
 
 
 def _mean(values: list[float]) -> float:

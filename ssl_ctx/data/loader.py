@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from queue import Queue
+from queue import Empty, Queue
 from typing import Any
 
 import numpy as np
@@ -199,9 +199,14 @@ def _prefetch(function, items: list, depth: int = 2) -> Iterator:
                 raise result
             yield result
     finally:
+        # Stop the thread and wait for it: drain the queue so a blocked put returns, then join.
         stop.set()
-        while thread.is_alive() and not queue.empty():
-            queue.get_nowait()
+        while thread.is_alive():
+            try:
+                queue.get(timeout=0.05)
+            except Empty:
+                pass
+        thread.join()
 
 
 def loader_for(split: Any, config: Any, device: torch.device, train: bool, rank: int = 0,

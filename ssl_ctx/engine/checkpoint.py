@@ -42,13 +42,23 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if not path.is_file():
         raise UserError(f"checkpoint '{path}' does not exist; pass a file written by `ssl-ctx pretrain` "
                         f"(runs/<name>/checkpoints/last.pt)")
+    payload = read_torch_file(path, map_location)
+    if not is_checkpoint(payload):
+        raise UserError(f"checkpoint '{path}' is not an ssl_ctx checkpoint (no '{CHECKPOINT_FORMAT}' tag); "
+                        f"pass a file written by `ssl-ctx pretrain`")
+    return payload
+
+
+def read_torch_file(path: Path, map_location: str | torch.device = "cpu") -> Any:
+    """The content of a ``torch.save`` file, read without unpickling code; any failure is one UserError line."""
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # noqa: BLE001 - any failure to read is the same user-facing problem
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UserError(f"checkpoint '{path}' cannot be read safely ({reason}); "
                         f"pass a checkpoint written by ssl-ctx") from None
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise UserError(f"checkpoint '{path}' is not an ssl_ctx checkpoint (no '{CHECKPOINT_FORMAT}' tag); "
-                        f"pass a file written by `ssl-ctx pretrain`")
-    return payload
+
+
+def is_checkpoint(payload: Any) -> bool:
+    """Whether a file's content is a checkpoint written by :func:`save_checkpoint` (its format tag)."""
+    return isinstance(payload, dict) and payload.get("format") == CHECKPOINT_FORMAT

@@ -1,8 +1,9 @@
-"""Process-group setup for `torchrun`, and the gradient all-reduce used by every optimiser step.
+"""Process groups under `torchrun`: joining, DistributedDataParallel around a task, and a clean exit.
 
-We average gradients ourselves (in :func:`all_reduce_gradients`, called by ``engine.optim.optimize``) rather
-than wrapping the model in ``DistributedDataParallel``: pretext methods with two optimisers (generator and
-discriminator) call their sub-modules directly, which DDP's forward-hook bookkeeping does not support.
+Gradients are averaged by ``torch.nn.parallel.DistributedDataParallel``, one instance per optimiser's
+modules (:mod:`ssl_ctx.engine.task`), which overlaps the all-reduce with the backward pass; BatchNorm can be
+synchronised across processes (``train.sync_batchnorm``, CUDA only, as torch's ``SyncBatchNorm``).
+Multi-node runs use torchrun's rendezvous (README: "Across processes and machines").
 """
 from __future__ import annotations
 
@@ -12,6 +13,11 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from ssl_ctx.engine.task import TrainingTask
+from ssl_ctx.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -64,39 +70,41 @@ def shard_of_global_draw(draw: Callable[[int], torch.Tensor], batch: int) -> tor
     return draw(batch * world_size)[rank::world_size][:batch]
 
 
-def all_reduce_gradients(parameters: list[torch.nn.Parameter]) -> None:
-    """Average gradients over processes, one flattened bucket per dtype (few collectives, no host sync)."""
-    if not is_distributed():
-        return
-    grads = [p.grad for p in parameters if p.grad is not None]
-    by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
-    for grad in grads:
-        by_dtype.setdefault(grad.dtype, []).append(grad)
-    world = dist.get_world_size()
-    for group in by_dtype.values():
-        flat = torch._utils._flatten_dense_tensors(group)
-        dist.all_reduce(flat)
-        flat /= world
-        for grad, synced in zip(group, torch._utils._unflatten_dense_tensors(flat, group)):
-            grad.copy_(synced)
+def replicate(task: nn.Module, device: torch.device, sync_batchnorm: bool = False) -> None:
+    """Put each trained module group of ``task`` under DDP (a no-op outside torchrun).
 
-
-def broadcast_from_main(module: torch.nn.Module) -> None:
-    """Copy rank 0's parameters and buffers to every process (what DDP does when it wraps a model).
-
-    Each process builds its model from its own random state; without this, processes would start from
-    different weights and their averaged gradients would be applied to different models.
+    DDP copies rank 0's weights and buffers to every process when it wraps them, so all processes start alike.
     """
     if not is_distributed():
         return
-    with torch.no_grad():
-        for tensor in module.state_dict(keep_vars=True).values():
-            if not isinstance(tensor, torch.Tensor):
-                continue
-            dense = tensor.detach().contiguous()  # channels_last weights are sent as a dense copy
-            dist.broadcast(dense, src=0)
-            if dense.data_ptr() != tensor.data_ptr():
-                tensor.detach().copy_(dense)
+    if not isinstance(task, TrainingTask):
+        raise UserError(f"{type(task).__name__} cannot train across processes: derive it from "
+                        f"ssl_ctx.engine.task.TrainingTask and run its networks through trained_call")
+    if sync_batchnorm:
+        if device.type != "cuda":
+            raise UserError("train.sync_batchnorm=true needs GPUs (torch's SyncBatchNorm runs on CUDA only); "
+                            "set train.sync_batchnorm=false for CPU processes")
+        for name, child in list(task.named_children()):  # in place: the optimisers are built afterwards
+            setattr(task, name, nn.SyncBatchNorm.convert_sync_batchnorm(child))
+    device_ids = [device.index] if device.type == "cuda" else None
+    task.replicate(lambda group: DistributedDataParallel(
+        group, device_ids=device_ids, find_unused_parameters=task.find_unused_parameters))
+
+
+def check_replicas_agree(task: nn.Module, step: int) -> None:
+    """Raise if the processes' trained weights differ: a network that ran outside ``trained_call`` (so its
+    gradients were never averaged). Compares exact integer checksums of the weights' bits: one all-reduce."""
+    if not is_distributed():
+        return
+    weights = [p.detach() for p in task.parameters() if p.requires_grad]
+    if not weights:
+        return
+    checksum = torch.stack([w.float().contiguous().view(torch.int32).sum(dtype=torch.int64) for w in weights]).sum()
+    extremes = torch.stack([checksum, -checksum])
+    dist.all_reduce(extremes, op=dist.ReduceOp.MAX)
+    if int(extremes[0]) != -int(extremes[1]):
+        raise UserError(f"the processes' weights differ at step {step}: {type(task).__name__}.train_step runs a "
+                        f"trained network outside trained_call, so its gradients were not averaged")
 
 
 def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
@@ -108,19 +116,19 @@ def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
     return value / dist.get_world_size()
 
 
-def all_reduce_sum(value: torch.Tensor) -> torch.Tensor:
-    if not is_distributed():
-        return value
-    value = value.clone()
-    dist.all_reduce(value)
-    return value
-
-
 def barrier() -> None:
     if is_distributed():
         dist.barrier()
 
 
-def cleanup() -> None:
-    if dist.is_available() and dist.is_initialized():
+def cleanup(finished: bool = True) -> None:
+    """Leave the process group. After a finished command every process first waits for the others, so none
+    tears down its connections while a peer still uses them; after an error it leaves at once (torchrun
+    stops the other processes)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    try:
+        if finished:
+            dist.barrier()
+    finally:
         dist.destroy_process_group()

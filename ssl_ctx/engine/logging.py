@@ -35,6 +35,8 @@ class RunLogger:
             Image.fromarray(pixels).save(png)
 
     def close(self) -> None:
+        """Flush and stop the writer's thread (idempotent)."""
         if self._writer is not None:
             self._writer.flush()
             self._writer.close()
+            self._writer = None

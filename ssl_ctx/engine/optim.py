@@ -7,7 +7,6 @@ from collections.abc import Iterable
 import torch
 
 from ssl_ctx.config import OptimConfig
-from ssl_ctx.engine.distributed import all_reduce_gradients
 from ssl_ctx.errors import unknown_name_error
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -58,10 +57,9 @@ def set_lr(optimizer: torch.optim.Optimizer, factor: float) -> None:
 
 
 def optimize(loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
-    """zero_grad, backward (outside autocast), average gradients across processes, step."""
+    """zero_grad, backward (outside autocast; under DDP it also averages the gradients), step."""
     optimizer.zero_grad(set_to_none=True)
     device_type = loss.device.type
     with torch.autocast(device_type=device_type, enabled=False):
         loss.backward()
-    all_reduce_gradients([p for group in optimizer.param_groups for p in group["params"]])
     optimizer.step()

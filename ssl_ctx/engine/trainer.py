@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -24,7 +25,7 @@ from tqdm.auto import tqdm
 from ssl_ctx.config import Config, config_to_dict
 from ssl_ctx.engine.checkpoint import load_checkpoint, save_checkpoint
 from ssl_ctx.engine.device import autocast, autocast_dtype, resolve_device, use_channels_last
-from ssl_ctx.engine.distributed import all_reduce_mean, barrier, broadcast_from_main, init_distributed
+from ssl_ctx.engine.distributed import all_reduce_mean, barrier, check_replicas_agree, init_distributed, replicate
 from ssl_ctx.engine.logging import RunLogger
 from ssl_ctx.engine.optim import lr_factor, set_lr
 from ssl_ctx.errors import UserError
@@ -95,6 +96,12 @@ class Trainer:
     def close(self) -> None:
         self.logger.close()
 
+    def __enter__(self) -> Trainer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     # ------------------------------------------------------------------------------------------ setup
 
     def prepare(self, task: nn.Module) -> nn.Module:
@@ -104,6 +111,7 @@ class Trainer:
         if self.train_config.compile:
             for child in task.children():  # train_step calls the children, so compile them in place
                 child.compile()
+        replicate(task, self.device, self.train_config.sync_batchnorm)  # DDP under torchrun
         return task
 
     def _open_checkpoint(self, allow_changes: tuple[str, ...]) -> dict[str, Any] | None:
@@ -157,6 +165,7 @@ class Trainer:
               nonfinite: torch.Tensor) -> None:
         self._check_finite(nonfinite, state["step"])
         self._check_weights_finite(task, state["step"])
+        check_replicas_agree(task, state["step"])
         if self.is_main:
             metadata = task.checkpoint_metadata() if hasattr(task, "checkpoint_metadata") else {}
             save_checkpoint(self.checkpoint_path, {
@@ -203,8 +212,15 @@ class Trainer:
 
     def fit(self, task: nn.Module, loader: BatchLoader) -> dict[str, float]:
         """Train ``task`` (already built) and return the last logged averages plus throughput figures."""
-        cfg = self.train_config
         task = self.prepare(task)
+        try:
+            return self._fit(task, loader)
+        finally:
+            if hasattr(task, "unreplicate"):
+                task.unreplicate()  # free DDP's reducers before the process group is destroyed
+
+    def _fit(self, task: nn.Module, loader: BatchLoader) -> dict[str, float]:
+        cfg = self.train_config
         optimizers = task.configure_optimizers(self.config.optim)
         state = self._restore(task, optimizers)
         steps_per_epoch = len(loader)
@@ -219,7 +235,6 @@ class Trainer:
                 print(f"{self.run_dir} is already trained ({state['step']} steps); nothing to do")
             return state["metrics"]
         state["finished"] = False  # a finished run resumed with more steps (an allowed change) trains on
-        broadcast_from_main(task)  # every process starts from rank 0's weights, as DDP does
 
         nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
         sums: dict[str, torch.Tensor] = {}
@@ -232,37 +247,39 @@ class Trainer:
         batch = None
         for epoch in range(state["epoch"], cfg.epochs):
             start = state["batch"] if epoch == state["epoch"] else 0
-            for index, batch in enumerate(loader.batches(epoch, start), start=start):
-                if state["step"] >= total_steps:
-                    break
-                step = state["step"]
-                torch.manual_seed(step_seed(cfg.seed, step, self.process.rank))
-                for optimizer in optimizers.values():
-                    set_lr(optimizer, lr_factor(self.config.optim, step, total_steps))
-                task.train()
-                with self.autocast():
-                    losses = task.train_step(batch, optimizers, step)
-                nonfinite |= ~torch.isfinite(losses["loss"].detach())
-                for name, value in losses.items():
-                    sums[name] = sums.get(name, 0) + value.detach().float()
-                summed_steps += 1
-                images_seen += _batch_size(batch)
-                state.update(step=step + 1, epoch=epoch, batch=index + 1)
-                progress.update(1)
+            with _closed_after(loader.batches(epoch, start)) as batches:
+                for index, batch in enumerate(batches, start=start):
+                    if state["step"] >= total_steps:
+                        break
+                    step = state["step"]
+                    torch.manual_seed(step_seed(cfg.seed, step, self.process.rank))
+                    for optimizer in optimizers.values():
+                        set_lr(optimizer, lr_factor(self.config.optim, step, total_steps))
+                    task.train()
+                    with self.autocast():
+                        losses = task.train_step(batch, optimizers, step)
+                    nonfinite |= ~torch.isfinite(losses["loss"].detach())
+                    for name, value in losses.items():
+                        sums[name] = sums.get(name, 0) + value.detach().float()
+                    summed_steps += 1
+                    images_seen += _batch_size(batch)
+                    state.update(step=step + 1, epoch=epoch, batch=index + 1)
+                    progress.update(1)
 
-                done = state["step"] >= total_steps
-                if state["step"] % cfg.log_every == 0 or done:
-                    logged = self._log(sums, summed_steps, state, nonfinite, progress)
-                    sums, summed_steps = {}, 0
-                    if not done and self._past_deadline():
+                    done = state["step"] >= total_steps
+                    if state["step"] % cfg.log_every == 0 or done:
+                        logged = self._log(sums, summed_steps, state, nonfinite, progress)
+                        sums, summed_steps = {}, 0
+                        if not done and self._past_deadline():
+                            self._save(task, optimizers, _normalised(state, steps_per_epoch), nonfinite)
+                            progress.close()
+                            raise TimeLimitReached(f"{self.label}: stopped at the time limit at step "
+                                                   f"{state['step']} of {total_steps}; checkpoint "
+                                                   f"{self.checkpoint_path}")
+                    if self.is_main and cfg.image_every and state["step"] % cfg.image_every == 0:
+                        self._log_images(task, batch, state["step"])
+                    if state["step"] % cfg.checkpoint_every == 0 and not done:
                         self._save(task, optimizers, _normalised(state, steps_per_epoch), nonfinite)
-                        progress.close()
-                        raise TimeLimitReached(f"{self.label}: stopped at the time limit at step {state['step']} "
-                                               f"of {total_steps}; checkpoint {self.checkpoint_path}")
-                if self.is_main and cfg.image_every and state["step"] % cfg.image_every == 0:
-                    self._log_images(task, batch, state["step"])
-                if state["step"] % cfg.checkpoint_every == 0 and not done:
-                    self._save(task, optimizers, _normalised(state, steps_per_epoch), nonfinite)
             if state["step"] >= total_steps:
                 break
             if state["batch"] >= steps_per_epoch:  # epoch end
@@ -304,6 +321,18 @@ class Trainer:
         if grid is not None:
             self.logger.image("images/masked_input|output|original", grid, step,
                               png=self.run_dir / "images" / f"step{step:07d}.png")
+
+
+@contextmanager
+def _closed_after(batches: Iterator[Any]) -> Iterator[Iterator[Any]]:
+    """Close a loader's generator when its epoch is left, early too: its prefetching thread stops at once
+    rather than at garbage collection (a thread still running at interpreter exit can abort the process)."""
+    try:
+        yield batches
+    finally:
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()
 
 
 def _normalised(state: dict[str, Any], steps_per_epoch: int) -> dict[str, Any]:

@@ -34,17 +34,13 @@ class TimmEncoder(nn.Module):
 
     def __init__(self, model_name: str, pretrained: bool = False, **kwargs: Any) -> None:
         super().__init__()
-        from ssl_ctx.torchvision_compat import ensure_torchvision
+        from ssl_ctx.vision_ops import require_torchvision
 
-        ensure_torchvision()  # timm imports torchvision, whose CUDA-built wheel cannot load next to a CPU torch
+        require_torchvision(f"encoder 'timm:{model_name}'")  # timm imports torchvision
         try:
             import timm  # deferred: importing timm (and torchvision) costs seconds
-        except (ImportError, RuntimeError) as err:  # RuntimeError: torchvision built for another torch
-            first_line = str(err).splitlines()[0] if str(err) else ""
-            raise UserError(
-                f"encoder 'timm:{model_name}' needs timm, which failed to import ({type(err).__name__}: "
-                f"{first_line}); install timm with a torchvision that matches torch {torch.__version__}"
-            ) from err
+        except ImportError as err:
+            raise UserError(f"encoder 'timm:{model_name}' needs timm ({err}); pip install timm") from err
 
         if not timm.is_model(model_name):
             raise UserError(

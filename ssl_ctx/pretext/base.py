@@ -17,6 +17,7 @@ from torch import nn
 from ssl_ctx.config import Config, OptimConfig
 from ssl_ctx.engine.distributed import all_reduce_mean
 from ssl_ctx.engine.optim import build_optimizer, optimize
+from ssl_ctx.engine.task import TrainingTask
 from ssl_ctx.models import build_encoder
 from ssl_ctx.pretext.losses import discriminator_loss, generator_adversarial_loss
 from ssl_ctx.registry import ENCODERS
@@ -46,7 +47,7 @@ def encoder_kwargs(config: Config) -> dict[str, Any]:
     return {key: value for key, value in offered.items() if key in accepted}
 
 
-class PretextMethod(nn.Module):
+class PretextMethod(TrainingTask):
     """Base of every pretext method: owns ``self.encoder``; subclasses add heads and :meth:`losses`."""
 
     name: ClassVar[str] = "base"
@@ -74,9 +75,17 @@ class PretextMethod(nn.Module):
     def configure_optimizers(self, optim: OptimConfig) -> dict[str, torch.optim.Optimizer]:
         return {"model": build_optimizer(self.parameters(), optim, device_type=self._device_type())}
 
+    def trained_modules(self) -> dict[str, list[nn.Module]]:
+        """One group, or with a discriminator: the generator (every other child) and the discriminator."""
+        discriminator = getattr(self, "discriminator", None)
+        if discriminator is None:
+            return super().trained_modules()
+        return {"generator": [child for name, child in self.named_children() if name != "discriminator"],
+                "discriminator": [discriminator]}
+
     def train_step(self, batch: dict[str, torch.Tensor], optimizers: dict[str, torch.optim.Optimizer],
                    step: int) -> dict[str, torch.Tensor]:
-        losses = self.losses(batch, self.step_generator(step, batch["image"].device))
+        losses = self.trained_call("model", self.losses, batch, self.step_generator(step, batch["image"].device))
         optimize(losses["loss"], optimizers["model"])
         return {name: value.detach() for name, value in losses.items()}
 
@@ -122,9 +131,13 @@ class PretextMethod(nn.Module):
         """One discriminator step (``real`` vs ``fake``), then one generator step on the joint loss
         ``λ_rec · loss_rec + λ_adv · L_adv`` (standard GAN BCE; the discriminator never sees the context alone)."""
         method = self.config.method
-        loss_d = discriminator_loss(self.discriminator(real), self.discriminator(fake.detach()))
+
+        def discriminate(images: torch.Tensor) -> torch.Tensor:
+            return self.trained_call("discriminator", self.discriminator, images)
+
+        loss_d = discriminator_loss(discriminate(real), discriminate(fake.detach()))
         optimize(loss_d, optimizers["discriminator"])
-        loss_adv = generator_adversarial_loss(self.discriminator(fake))
+        loss_adv = generator_adversarial_loss(discriminate(fake))
         loss = method.lambda_rec * loss_rec + method.lambda_adv * loss_adv
         # The discriminator's weights also receive gradients here; its next zero_grad clears them.
         optimize(loss, optimizers["generator"])

@@ -107,7 +107,7 @@ class ContextEncoder(PretextMethod):
             return super().train_step(batch, optimizers, step)
         images = batch["image"]
         input_mask, loss_mask = self.masks(images, self.step_generator(step, images.device))
-        output, _ = self.reconstruct(images, input_mask)
+        output, _ = self.trained_call("generator", self.reconstruct, images, input_mask)
         choice = self.config.method.discriminator_input
         if choice not in DISCRIMINATOR_INPUTS:
             raise unknown_name_error("method.discriminator_input", choice, DISCRIMINATOR_INPUTS)

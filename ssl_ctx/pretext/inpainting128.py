@@ -154,7 +154,7 @@ class Inpainting128(PretextMethod):
         if self.discriminator is None:
             return super().train_step(batch, optimizers, step)
         images = batch["image"]
-        centre, _ = self.predict(images)
+        centre, _ = self.trained_call("generator", self.predict, images)
         return self.adversarial_step(self.centre_of(images), centre, self.reconstruction_loss(centre, images),
                                      optimizers)
 

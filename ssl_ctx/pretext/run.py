@@ -44,15 +44,15 @@ def run_pretrain(config: Config, resume: bool = False, deadline: float | None = 
         save_config(config, run_dir / "config.yaml")
 
     process = trainer.process
-    if method.trains:
-        loader = loader_for(train_split, config, trainer.device, True, process.rank, process.world_size)
-        metrics = trainer.fit(method, loader)
-    else:
-        metrics = trainer.save_untrained(method)
-    eval_loader = loader_for(eval_split, config, trainer.device, False, process.rank, process.world_size)
-    metrics.update(method.evaluate(eval_loader, trainer.autocast, config.train.eval_batches))
-    trainer.log_scalars(metrics, int(metrics.get("train_steps", 0)), "eval")
-    trainer.close()
+    with trainer:  # closes TensorBoard's writer thread, on errors too
+        if method.trains:
+            loader = loader_for(train_split, config, trainer.device, True, process.rank, process.world_size)
+            metrics = trainer.fit(method, loader)
+        else:
+            metrics = trainer.save_untrained(method)
+        eval_loader = loader_for(eval_split, config, trainer.device, False, process.rank, process.world_size)
+        metrics.update(method.evaluate(eval_loader, trainer.autocast, config.train.eval_batches))
+        trainer.log_scalars(metrics, int(metrics.get("train_steps", 0)), "eval")
     if trainer.is_main:
         record = write_record(run_dir, "pretext", metrics, config, time.perf_counter() - started, trainer.device,
                               extra={"checkpoint": str(trainer.checkpoint_path), "history": trainer.history,

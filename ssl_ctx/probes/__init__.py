@@ -1,7 +1,7 @@
 """Downstream probes: classification, detection and segmentation of a transferred encoder.
 
-``run_probe(config)`` builds the encoder named by ``probe.init`` (``random``, ``timm:<name>`` or a pretext
-checkpoint; see :mod:`ssl_ctx.probes.encoder_loading`), runs the task registered under ``probe.task`` in
+``run_probe(config)`` builds the encoder named by ``probe.init`` (``random``, ``timm:<name>``, a pretext
+checkpoint, an exported encoder or a state dict; see :mod:`ssl_ctx.probes.encoder_loading`), runs the task registered under ``probe.task`` in
 ``PROBES`` with the shared ``Trainer``, evaluates it on the held-out split, writes ``run_dir/record.json``
 and prints the probe's settings with its result. Importing this package registers the built-in probes.
 """
@@ -75,13 +75,13 @@ def run_probe(config: Config, resume: bool = False, deadline: float | None = Non
                       allow_changes=allow_changes)
     if trainer.is_main:
         save_config(config, config.run_dir / "config.yaml")
-    normalisation = recompute_batch_norm_statistics(encoder.to(trainer.device), config, load_splits(config)[0],
-                                                    trainer.device)
-    outcome = probe_fn(config, encoder, trainer)
-    metrics, details = outcome["metrics"], outcome["details"]
-    scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
-    trainer.log_scalars(scalars, int(metrics.get("train_steps", 0)), "eval")
-    trainer.close()
+    with trainer:  # closes TensorBoard's writer thread, on errors too
+        normalisation = recompute_batch_norm_statistics(encoder.to(trainer.device), config,
+                                                        load_splits(config)[0], trainer.device)
+        outcome = probe_fn(config, encoder, trainer)
+        metrics, details = outcome["metrics"], outcome["details"]
+        scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+        trainer.log_scalars(scalars, int(metrics.get("train_steps", 0)), "eval")
     settings = {**probe_settings(config), "normalisation": normalisation,
                 "encoder_architecture": describe_encoder(encoder),
                 **{k: v for k, v in details.items() if k not in ("chance", "headline")}}

@@ -83,7 +83,7 @@ class ClassificationProbe(ProbeTask):
 
     def train_step(self, batch: dict[str, torch.Tensor], optimizers: dict[str, torch.optim.Optimizer],
                    step: int) -> dict[str, torch.Tensor]:
-        logits = self(batch["image"])
+        logits = self.trained_call("model", self, batch["image"])
         loss = F.cross_entropy(logits, batch["label"])
         optimize(loss, optimizers["model"])
         accuracy = top1_correct(logits.detach(), batch["label"]).float() / batch["label"].numel()

@@ -15,6 +15,7 @@ from torch import nn
 
 from ssl_ctx.config import Config, OptimConfig, ProbeConfig
 from ssl_ctx.engine.optim import build_optimizer
+from ssl_ctx.engine.task import TrainingTask
 from ssl_ctx.errors import UserError, suggest
 
 MODES = ("linear", "finetune")
@@ -90,10 +91,11 @@ def pooled_side(channels: int, height: int, width: int, pooled_features: int) ->
     return min(side, height), min(side, width)
 
 
-class ProbeTask(nn.Module):
+class ProbeTask(TrainingTask):
     """Base of the probe tasks: holds ``encoder``, freezes it in linear mode, builds the one optimiser."""
 
     task_name = "probe"
+    find_unused_parameters = True  # fine-tuning up to conv3 leaves conv4 and conv5 without gradients
 
     def __init__(self, encoder: nn.Module, finetune: bool, encoder_name: str) -> None:
         super().__init__()

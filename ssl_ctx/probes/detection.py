@@ -20,20 +20,17 @@ Metrics from pycocotools (:func:`~ssl_ctx.probes.metrics.detection_map`): COCO-s
 VOC criterion AP at IoU 0.5, both from one COCOeval run with ``maxDets`` raised to 300 for these
 crowded images.
 
-Where torchvision's compiled operators cannot load (its PyPI wheel next to a CPU-only torch),
-``torchvision_compat`` supplies NMS, and RoI pooling uses :func:`grid_sample_roi_align`, the same bilinear
-sampling as ``torchvision.ops.roi_align(aligned=False)`` written with ``grid_sample``: torchvision's own
-pure-PyTorch fallback is compiled with ``torch.compile`` on first use, which costs minutes on this CPU.
+NMS and RoI pooling are torchvision's compiled operators (``torchvision.ops.nms`` and
+``MultiScaleRoIAlign``); where they cannot load, building the detector says so in one line
+(:func:`ssl_ctx.vision_ops.require_torchvision`).
 """
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ssl_ctx.config import Config
@@ -50,6 +47,7 @@ from ssl_ctx.probes.common import (
 )
 from ssl_ctx.probes.metrics import detection_map
 from ssl_ctx.registry import PROBES
+from ssl_ctx.vision_ops import require_torchvision
 
 DETECTIONS_PER_IMAGE = 300
 ROI_OUTPUT_SIZE = 4
@@ -78,69 +76,6 @@ class FeatureMapBackbone(nn.Module):
         return OrderedDict([("0", self.encoder(images)[self.layer])])
 
 
-def grid_sample_roi_align(feature: Tensor, proposals: list[Tensor], image_shapes: list[tuple[int, int]],
-                          output_size: int = ROI_OUTPUT_SIZE, sampling_ratio: int = ROI_SAMPLING_RATIO,
-                          size_divisible: int = 32) -> Tensor:
-    """RoIAlign (``aligned=False``, fixed sampling ratio) on one map ``(B, C, H, W)`` with ``F.grid_sample``.
-
-    ``proposals[i]``: ``(K_i, 4)`` xyxy boxes in pixels of the batched (padded) images of ``image_shapes``.
-    Returns ``(sum_i K_i, C, P, P)``. Each output cell averages ``sampling_ratio²`` bilinear samples at the
-    points ``torchvision.ops.roi_align`` uses; the map-to-image scale is the map's side over the padded side.
-    """
-    # Coordinates in float32 (bf16 would round them to half a pixel at 128 px); the map follows.
-    feature = feature.float()
-    _, channels, height, width = feature.shape
-    padded_h = math.ceil(max(s[0] for s in image_shapes) / size_divisible) * size_divisible
-    padded_w = math.ceil(max(s[1] for s in image_shapes) / size_divisible) * size_divisible
-    scale = torch.tensor([width / padded_w, height / padded_h] * 2, device=feature.device, dtype=feature.dtype)
-    size, ratio = output_size, sampling_ratio
-    # Sample offsets inside an RoI, as fractions of its side: (bin + (k + 0.5) / ratio) / size.
-    steps = (torch.arange(size * ratio, device=feature.device, dtype=feature.dtype) + 0.5) / (size * ratio)
-    outputs = []
-    for image_index, boxes in enumerate(proposals):
-        if boxes.numel() == 0:
-            outputs.append(feature.new_zeros(0, channels, size, size))
-            continue
-        boxes = boxes.to(feature.dtype) * scale
-        start = boxes[:, :2]
-        extent = (boxes[:, 2:] - boxes[:, :2]).clamp(min=1.0)  # roi_align's minimum RoI side (aligned=False)
-        xs = start[:, None, 0] + steps[None, :] * extent[:, None, 0]  # (K, S)
-        ys = start[:, None, 1] + steps[None, :] * extent[:, None, 1]
-        # Feature cell i is centred at coordinate i: normalise with align_corners=True.
-        grid_x = (xs / max(width - 1, 1)) * 2 - 1
-        grid_y = (ys / max(height - 1, 1)) * 2 - 1
-        count, side = boxes.shape[0], size * ratio
-        grid = torch.stack([grid_x[:, None, :].expand(-1, side, -1),
-                            grid_y[:, :, None].expand(-1, -1, side)], dim=-1)  # (K, S, S, 2)
-        # All RoIs of an image in one call on its own map (no per-RoI copy of the map): (1, C, K*S, S).
-        sampled = F.grid_sample(feature[image_index:image_index + 1], grid.reshape(1, count * side, side, 2),
-                                mode="bilinear", padding_mode="border", align_corners=True)
-        sampled = sampled.reshape(channels, count, side, side).transpose(0, 1)
-        outputs.append(F.avg_pool2d(sampled, ratio) if ratio > 1 else sampled)
-    return torch.cat(outputs)
-
-
-def grid_sample_pooler(output_size: int = ROI_OUTPUT_SIZE, sampling_ratio: int = ROI_SAMPLING_RATIO) -> nn.Module:
-    """A ``MultiScaleRoIAlign`` on the one map ``"0"`` whose forward is :func:`grid_sample_roi_align`.
-
-    (``FasterRCNN`` accepts only ``MultiScaleRoIAlign`` instances as its RoI pooler, hence the subclass.)
-    """
-    from torchvision.ops import MultiScaleRoIAlign
-
-    class GridSampleRoIAlign(MultiScaleRoIAlign):
-        def forward(self, x: dict[str, Tensor], boxes: list[Tensor], image_shapes: list[tuple[int, int]]) -> Tensor:
-            return grid_sample_roi_align(x[self.featmap_names[0]], boxes, image_shapes, self.output_size[0],
-                                         self.sampling_ratio)
-
-    return GridSampleRoIAlign(["0"], output_size=output_size, sampling_ratio=sampling_ratio)
-
-
-def _torchvision_has_ops() -> bool:
-    from torchvision.extension import _has_ops
-
-    return bool(_has_ops())
-
-
 def anchor_sizes(image_size: int) -> tuple[int, ...]:
     """Powers of two from 4 px to half the image side: 128 -> (4, 8, 16, 32, 64)."""
     sizes, size = [], 4
@@ -153,9 +88,7 @@ def anchor_sizes(image_size: int) -> tuple[int, ...]:
 def build_detector(encoder: nn.Module, layer: str, num_classes: int, image_size: int, frozen: bool,
                    score_threshold: float = 0.0) -> nn.Module:
     """torchvision ``FasterRCNN`` on one encoder map; ``num_classes`` excludes background."""
-    from ssl_ctx.torchvision_compat import ensure_torchvision
-
-    ensure_torchvision()
+    require_torchvision("the detection probe")
     from torchvision.models.detection import FasterRCNN
     from torchvision.models.detection.anchor_utils import AnchorGenerator
     from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
@@ -165,10 +98,7 @@ def build_detector(encoder: nn.Module, layer: str, num_classes: int, image_size:
     backbone = FeatureMapBackbone(encoder, layer, shape.channels, frozen=frozen)
     sizes = anchor_sizes(image_size)
     anchors = AnchorGenerator(sizes=(sizes,), aspect_ratios=((0.5, 1.0, 2.0),))
-    if _torchvision_has_ops():
-        roi_pool = MultiScaleRoIAlign(["0"], output_size=ROI_OUTPUT_SIZE, sampling_ratio=ROI_SAMPLING_RATIO)
-    else:
-        roi_pool = grid_sample_pooler(ROI_OUTPUT_SIZE, ROI_SAMPLING_RATIO)
+    roi_pool = MultiScaleRoIAlign(["0"], output_size=ROI_OUTPUT_SIZE, sampling_ratio=ROI_SAMPLING_RATIO)
     box_head = TwoMLPHead(shape.channels * ROI_OUTPUT_SIZE**2, BOX_HEAD_WIDTH)
     return FasterRCNN(
         backbone,
@@ -255,7 +185,7 @@ class DetectionProbe(ProbeTask):
     def train_step(self, batch: dict[str, Any], optimizers: dict[str, torch.optim.Optimizer],
                    step: int) -> dict[str, Tensor]:
         images = list(batch["image"] * 0.5 + 0.5)  # Faster R-CNN normalises [0, 1] with mean = std = 0.5
-        losses = self.detector(images, batch["targets"])
+        losses = self.trained_call("model", self.detector, images, batch["targets"])
         loss = sum(losses.values())
         optimize(loss, optimizers["model"])
         return {"loss": loss.detach(), **{name: value.detach() for name, value in losses.items()}}

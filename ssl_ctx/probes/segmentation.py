@@ -94,7 +94,7 @@ class SegmentationProbe(ProbeTask):
 
     def train_step(self, batch: dict[str, Tensor], optimizers: dict[str, torch.optim.Optimizer],
                    step: int) -> dict[str, Tensor]:
-        logits = self(batch["image"])
+        logits = self.trained_call("model", self, batch["image"])
         target = batch["label_map"]
         loss = F.cross_entropy(logits.float(), target, ignore_index=IGNORE_INDEX)
         optimize(loss, optimizers["model"])

@@ -53,7 +53,7 @@ import torch
 from ssl_ctx.config import Config, load_config
 from ssl_ctx.data import extracted_root, load_split
 from ssl_ctx.data.loader import loader_for
-from ssl_ctx.engine.device import resolve_device
+from ssl_ctx.engine.device import cpu_cores, resolve_device
 from ssl_ctx.engine.trainer import Trainer
 from ssl_ctx.masks import make_masks
 from ssl_ctx.pretext.base import DataInfo
@@ -88,8 +88,7 @@ def device_description(device: torch.device) -> str:
 
 def machine() -> dict[str, Any]:
     """What else decides the timings on a shared machine: its CPUs and, at this moment, its load."""
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "cpus_usable": usable,
+    return {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "cpus_usable": cpu_cores(),
             "torch_threads": torch.get_num_threads(), "load_average": list(os.getloadavg())}
 
 

@@ -19,6 +19,13 @@ def warn(message: str) -> None:
     print(f"ssl-ctx: warning: {message}", file=sys.stderr)
 
 
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message (its type's name when the message is empty): what a one-line
+    UserError quotes of a library's error."""
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
+
+
 def suggest(name: str, choices: Iterable[str]) -> str:
     """Return ``" (did you mean 'x'?)"`` for the nearest choice, or ``""`` when none is close."""
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)

@@ -22,7 +22,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ssl_ctx.errors import UserError
+from ssl_ctx.errors import UserError, first_line
 
 ENCODER_FORMAT = "ssl_ctx.encoder/1"
 SUFFIX = ".safetensors"
@@ -75,8 +75,7 @@ def read_safetensors(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
         with safe_open(str(path), framework="pt") as handle:
             return {key: handle.get_tensor(key) for key in handle.keys()}, dict(handle.metadata() or {})
     except Exception as err:  # noqa: BLE001 - any failure to read is the same user-facing problem
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"'{path}' cannot be read as safetensors ({reason}); pass a file written by "
+        raise UserError(f"'{path}' cannot be read as safetensors ({first_line(err)}); pass a file written by "
                         f"`ssl-ctx export` or safetensors.torch.save_file") from None
 
 

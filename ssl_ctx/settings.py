@@ -97,10 +97,10 @@ def upstream_of(init: str) -> str | None:
     """The settings hash of the pretext run that wrote checkpoint ``init`` (``<run>/checkpoints/last.pt`` with
     ``<run>/record.json``) or that ``ssl-ctx export`` made a file of, or None when ``init`` is neither (random,
     timm:..., a foreign file)."""
-    path = Path(init)
-    if path.suffix == ".safetensors":
-        from ssl_ctx.export import exported_source
+    from ssl_ctx.export import SUFFIX, exported_source
 
+    path = Path(init)
+    if path.suffix == SUFFIX:
         value = (exported_source(path) or {}).get("settings_hash")
         return value if isinstance(value, str) else None
     record = path.parent.parent / "record.json"

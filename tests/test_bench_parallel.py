@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from ssl_ctx.bench.launchers import cpu_cores
 from ssl_ctx.cli import main
 from ssl_ctx.engine.checkpoint import load_checkpoint
+from ssl_ctx.engine.device import cpu_cores
 from tests.helpers import leftovers
 
 REPO = Path(__file__).resolve().parents[1]

@@ -34,7 +34,8 @@ from typing import Any
 from ssl_ctx.bench.runner import Cell, write_cell_error
 from ssl_ctx.bench.worker import STATUS
 from ssl_ctx.config import Config
-from ssl_ctx.errors import UserError
+from ssl_ctx.engine.device import cpu_cores
+from ssl_ctx.errors import UserError, first_line
 from ssl_ctx.files import output_errors
 from ssl_ctx.results.records import RECORD_NAME
 
@@ -98,11 +99,6 @@ def make_launcher(launch: Launch, bench: Config, root: Path, deadline: float | N
     if launch.launcher is None:
         return WorkerProcesses(bench, root, deadline, launch.workers)
     return SubmititJobs(bench, root, deadline, launch)
-
-
-def cpu_cores() -> int:
-    """Cores this process may run on (its affinity mask, as taskset or a SLURM allocation set it)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def visible_gpus() -> list[str]:
@@ -237,7 +233,7 @@ class SubmititJobs:
                 job = self.executor.submit(run_cells, self.bench, unit, self.root, self.deadline, self.threads,
                                            self.job_seconds)
         except (FailedSubmissionError, subprocess.CalledProcessError) as err:
-            raise UserError(f"submitting the job of {head.label()} failed ({_first_line(err)}); check the "
+            raise UserError(f"submitting the job of {head.label()} failed ({first_line(err)}); check the "
                             f"--slurm-* options, and the job file under {self.executor.folder}") from None
         return _Job(job, unit, f"job {job.job_id}")
 
@@ -247,7 +243,7 @@ class SubmititJobs:
         try:
             return handle.job.result()
         except Exception as err:  # noqa: BLE001 - the job died (killed, out of memory, past its time limit)
-            reason = f"submitit job {handle.job.job_id} ended without a result: {_first_line(err)}"
+            reason = f"submitit job {handle.job.job_id} ended without a result: {first_line(err)}"
             return [died(self.bench.run_dir, cell, reason, str(err)) for cell in handle.unit]
 
     def stop(self, handles: list[_Job]) -> None:
@@ -257,11 +253,6 @@ class SubmititJobs:
         end = time.time() + STOP_SECONDS
         while self.local and time.time() < end and not all(handle.job.done() for handle in handles):
             time.sleep(0.2)  # a local job interrupts its cell, which cleans up, before the bench exits
-
-
-def _first_line(err: BaseException) -> str:
-    lines = str(err).strip().splitlines()
-    return lines[0] if lines else type(err).__name__
 
 
 def _tail(log: Path, lines: int = 40) -> str:

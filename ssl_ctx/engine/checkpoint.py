@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from ssl_ctx.errors import UserError
+from ssl_ctx.errors import UserError, first_line
 from ssl_ctx.files import atomic_write
 
 CHECKPOINT_FORMAT = "ssl_ctx.checkpoint/1"
@@ -54,8 +54,7 @@ def read_torch_file(path: Path, map_location: str | torch.device = "cpu") -> Any
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # noqa: BLE001 - any failure to read is the same user-facing problem
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"checkpoint '{path}' cannot be read safely ({reason}); "
+        raise UserError(f"checkpoint '{path}' cannot be read safely ({first_line(err)}); "
                         f"pass a checkpoint written by ssl-ctx") from None
 
 

@@ -26,6 +26,11 @@ def resolve_device(name: str) -> torch.device:
         raise UserError(f"train.device='{name}' is not a device; use auto, cpu, cuda or cuda:N") from None
 
 
+def cpu_cores() -> int:
+    """Cores this process may run on (its affinity mask, as taskset or a SLURM allocation set it)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def cpu_has_native_bf16() -> bool:
     """True on CPUs with bf16 arithmetic (AVX512-BF16 or AMX), where oneDNN runs bf16 convolutions natively."""
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # torch.cpu's (private) feature probes

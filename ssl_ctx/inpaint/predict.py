@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ssl_ctx.errors import UserError, warn
+from ssl_ctx.errors import UserError, first_line, warn
 from ssl_ctx.files import atomic_write
 from ssl_ctx.images import read_rgb
 from ssl_ctx.inpaint.model import CheckpointInpainter
@@ -52,8 +52,7 @@ def _read(path: str | Path, what: str, decode: Callable[[Path], np.ndarray], fix
     try:
         return decode(path)
     except READ_ERRORS as err:
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise UserError(f"cannot read {what} '{path}' ({reason}); {fix}") from None
+        raise UserError(f"cannot read {what} '{path}' ({first_line(err)}); {fix}") from None
 
 
 def _mask_values(path: Path) -> np.ndarray:

@@ -168,15 +168,17 @@ def _check_held(path: Path, what: str, held: str, expected_encoder: str | None) 
                         f"of {expected_encoder}")
 
 
-def _fitted(path: Path, what: str, name: str, options: dict[str, Any], state: dict[str, torch.Tensor]) -> nn.Module:
-    """``name`` built with ``options`` and holding ``state``, which must fit it exactly (else one line)."""
+def _fitted(path: Path, what: str, name: str, options: dict[str, Any], state: dict[str, torch.Tensor],
+            advice: str = "") -> nn.Module:
+    """``name`` built with ``options`` and holding ``state``, which must fit it exactly, else one line naming
+    ``what`` the file holds, the misfit and ``advice`` (default: a file of ``name`` from this version)."""
     from ssl_ctx.models import build_encoder
 
     encoder = build_encoder(name, **options)
     problem = _mismatch(encoder, state)
     if problem:
         raise UserError(f"{what} '{path}' holds weights that do not fit {name}{' ' + str(options) if options else ''}"
-                        f" ({problem}); pass a file of {name} written by this version of ssl-ctx")
+                        f" ({problem}); {advice or f'pass a file of {name} written by this version of ssl-ctx'}")
     encoder.load_state_dict(state, strict=True)
     return encoder
 
@@ -204,24 +206,19 @@ def _state_dict_encoder(path: Path, state: dict[str, torch.Tensor], expected_enc
                         options: dict[str, Any]) -> nn.Module:
     """``expected_encoder`` built with the probe's ``options``, holding a bare state dict in ssl_ctx's names or
     in torchvision's AlexNet layout, whose shapes must fit (else one line naming the layer and both shapes)."""
-    from ssl_ctx.models import ALEXNET_VARIANTS, build_encoder
+    from ssl_ctx.models import ALEXNET_VARIANTS
 
     state = {_strip_wrappers(key): value for key, value in state.items()}
     torchvision_layout = expected_encoder in ALEXNET_VARIANTS and any(key.startswith("features.") for key in state)
     if torchvision_layout:
         state = {new + key[len(old):]: value for key, value in state.items()
                  for old, new in TORCHVISION_ALEXNET_CONVS.items() if key.startswith(old)}
-    encoder = build_encoder(expected_encoder, **options)
-    problem = _mismatch(encoder, state)
-    if problem:
-        layout = "a torchvision AlexNet state dict" if torchvision_layout else "a state dict"
-        hint = (" (torchvision's alexnet() has 64-192-384-256-256 channels and no groups, CaffeNet's have "
-                "96-256-384-384-256: its own weights fit no AlexNet of the paper)" if torchvision_layout else "")
-        raise UserError(f"'{path}' holds {layout} that does not fit {expected_encoder} {options} ({problem}){hint};"
-                        f" the probe builds the encoder from its model.* settings (model.width, model.groups, "
-                        f"model.norm): set them to the file's architecture, or pass a file that fits")
-    encoder.load_state_dict(state, strict=True)
-    return encoder
+    what = "torchvision AlexNet state dict" if torchvision_layout else "state dict"
+    hint = ("torchvision's alexnet() has 64-192-384-256-256 channels and no groups, CaffeNet's have "
+            "96-256-384-384-256: its own weights fit no AlexNet of the paper; " if torchvision_layout else "")
+    return _fitted(path, what, expected_encoder, options, state,
+                   advice=f"{hint}the probe builds the encoder from its model.* settings (model.width, model.groups, "
+                          f"model.norm): set them to the file's architecture, or pass a file that fits")
 
 
 def describe_encoder(encoder: nn.Module) -> str:

@@ -53,7 +53,7 @@ import torch
 from ssl_ctx.config import Config, load_config
 from ssl_ctx.data import extracted_root, load_split
 from ssl_ctx.data.loader import loader_for
-from ssl_ctx.engine.device import cpu_cores, resolve_device
+from ssl_ctx.engine.device import cpu_cores, cpu_model, describe_device, resolve_device
 from ssl_ctx.engine.trainer import Trainer
 from ssl_ctx.masks import make_masks
 from ssl_ctx.pretext.base import DataInfo
@@ -68,22 +68,6 @@ MEMORY_STEPS = 2  # steps after a path's warm-up over which its peak memory is r
 
 
 # ------------------------------------------------------------------------------------------- helpers
-
-
-def cpu_model() -> str:
-    model = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        found = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.MULTILINE)
-        model = found.group(1).strip() if found else model
-    return model
-
-
-def device_description(device: torch.device) -> str:
-    if device.type == "cuda":
-        props = torch.cuda.get_device_properties(device)
-        return (f"cuda: {props.name}, {props.total_memory / 2**30:.0f} GiB, {props.multi_processor_count} SMs, "
-                f"CUDA {torch.version.cuda}")
-    return f"cpu: {cpu_model()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}"
 
 
 def machine() -> dict[str, Any]:
@@ -223,7 +207,7 @@ def flops_per_image(config: Config, info: DataInfo) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
     torch.manual_seed(0)
-    model = ContextEncoder(config, info)
+    model = ContextEncoder.from_config(config, info)
     images = torch.zeros(2, 3, *info.input_size)
     masks = make_masks(config.mask, 2, *info.input_size, generator=torch.Generator().manual_seed(0))
     counter = FlopCounterMode(display=False)
@@ -247,10 +231,10 @@ def fast_path(config: Config, split: Any, info: DataInfo, run_dir: Path) -> tupl
     """The training step of ``ssl-ctx pretrain``: the Trainer's device, precision, memory format and compile."""
     trainer = Trainer(config, run_dir)
     torch.manual_seed(0)
-    task = trainer.prepare(ContextEncoder(config, info))
+    task = trainer.prepare(ContextEncoder.from_config(config, info))
     task.train()
     optimizers = task.configure_optimizers(config.optim)
-    loader = loader_for(split, config, trainer.device, train=True)
+    loader = loader_for(split, config.data, config.train, trainer.device, training=True)
     batches = endless(loader.batches)
 
     def step(number: int) -> torch.Tensor:
@@ -293,7 +277,7 @@ def reference_path(config: Config, files: list[Path], info: DataInfo, device: to
         JpegFiles(files, transform), batch_size=config.train.batch_size, shuffle=True, drop_last=True,
         num_workers=num_workers, pin_memory=device.type == "cuda", persistent_workers=num_workers > 0)
     torch.manual_seed(0)
-    model = ContextEncoder(config, info).to(device)
+    model = ContextEncoder.from_config(config, info).to(device)
     model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=config.optim.lr, betas=tuple(config.optim.betas))
     generator = torch.Generator().manual_seed(0)
@@ -337,7 +321,7 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
     memory = PeakMemory(device)
     split = load_split(DATASET, "train", limit=args.limit)
     files = reference_files(args.limit)
-    print(f"device: {device_description(device)}; torch {torch.__version__}; batch {args.batch_size}; "
+    print(f"device: {describe_device(device)}; torch {torch.__version__}; batch {args.batch_size}; "
           f"{args.warmup} + {MEMORY_STEPS} warm-up steps per path, then {args.steps} interleaved pairs; "
           f"{len(split)} cached images, {len(files)} JPEGs; load average {load_text(before['load_average'])}",
           flush=True)
@@ -382,7 +366,7 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
         "benchmark": "context-encoder pretext training step (random-region masks)",
         "command": command,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "device": device_description(device),
+        "device": describe_device(device),
         "device_peak_bf16_tflops": peak,
         "cpu": before["cpu"],
         "cpu_count": before["cpu_count"],

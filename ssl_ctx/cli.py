@@ -29,6 +29,12 @@ def cmd_data_prepare(args: argparse.Namespace) -> None:
     prepare_command(args.name, size=args.size, limit=args.limit)  # prepare's parse_size checks --size
 
 
+def cmd_data_scenes(args: argparse.Namespace) -> None:
+    from ssl_ctx.data.command import scenes_command
+
+    scenes_command(args.target)
+
+
 def cmd_pretrain(args: argparse.Namespace) -> None:
     from ssl_ctx.pretext.run import run_pretrain
 
@@ -70,9 +76,8 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> None:
-    from ssl_ctx.registry import ENCODERS, PRETEXT_METHODS, PROBES, import_builtins
+    from ssl_ctx.registry import ENCODERS, PRETEXT_METHODS, PROBES
 
-    import_builtins()
     for title, registry in (("pretext methods", PRETEXT_METHODS), ("encoders", ENCODERS), ("probes", PROBES)):
         print(f"{title}: {', '.join(registry.names())}")
     print("encoders from timm: timm:<model name> (e.g. timm:resnet18)")
@@ -106,7 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("overrides", nargs="*", help=OVERRIDES_HELP)
         return sub
 
-    data = verbs.add_parser("data", help="prepare dataset caches", description="Prepare dataset caches.")
+    data = verbs.add_parser("data", help="prepare dataset caches and image folders",
+                            description="Prepare dataset caches and image folders.")
     data_verbs = data.add_subparsers(dest="data_verb", required=True, metavar="ACTION")
     prepare = data_verbs.add_parser(
         "prepare", help="read a dataset archive or folder and write its uint8 cache",
@@ -116,6 +122,13 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--size", help="cache resolution HxW, or one side for a square (default: the dataset's own, e.g. 64x64)")
     prepare.add_argument("--limit", type=int, help="keep only N images per split (class-stratified)")
     prepare.set_defaults(handler=cmd_data_prepare)
+    scenes = data_verbs.add_parser(
+        "scenes", help="link CamVid street and CMP facade scenes into one image folder (train/ and test/)",
+        description="Write TARGET/<split>/street/ (CamVid) and TARGET/<split>/facade/ (CMP facade) as symbolic "
+                    "links to the published files, for training one model on both with "
+                    "data.dataset=imagefolder:TARGET. Idempotent.")
+    scenes.add_argument("target", metavar="TARGET", help="folder to create (for example $SSL_CTX_CACHE/street-facade)")
+    scenes.set_defaults(handler=cmd_data_scenes)
 
     pretrain = verb("pretrain", cmd_pretrain, "train a pretext method (context encoder, autoencoder, ...)")
     probe = verb("probe", cmd_probe, "measure an encoder on a downstream task (init=random | timm:<name> | CKPT | "
@@ -177,7 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     inpaint.add_argument("image", help="input image (any size)")
     region = inpaint.add_mutually_exclusive_group(required=True)
     region.add_argument("--mask", help="mask PNG of the image's size; white (non-zero) = pixels to fill")
-    region.add_argument("--region", choices=("center", "block", "random"), help="a generated region to fill")
+    region.add_argument("--region", metavar="KIND",
+                        help="a generated region to fill: center, block or random (the --region words of "
+                             "ssl_ctx.masks.MASK_TYPES)")
     inpaint.add_argument("--checkpoint", required=True, help="checkpoint written by `ssl-ctx pretrain`")
     inpaint.add_argument("-o", "--output", required=True,
                          help="output image; .png (or .bmp, .tif, .webp: lossless) keeps the context pixels exactly, "

@@ -1,31 +1,13 @@
 """`ssl-ctx export`: a pretext checkpoint's encoder as one safetensors file that travels.
 
-The file holds the encoder's weights only, named as ``encoder.state_dict()`` names them (``conv1.conv.weight``
-...), and in safetensors' string metadata what rebuilding and feeding the encoder needs:
-
-================  =================================================================================
-format            ``ssl_ctx.encoder/1``
-encoder           the registered encoder name (``alexnet227``)
-encoder_options   JSON: the builder's keyword arguments (AlexNet: ``norm``, ``width``, ``groups``)
-feature_info      JSON: the feature maps ``forward`` returns (name, channels, stride), in order
-input             JSON: the nominal input side, the value range ([-1, 1]) and the pretext's dataset
-source            JSON: the checkpoint, its step, the pretext method, and the run's settings hash when the run
-                  has a record (a probe of the file is then tied to that pretext run, as one of the checkpoint)
-================  =================================================================================
-
-safetensors rather than a pickle: reading it cannot run code, needs neither ssl_ctx nor torch's pickle
-format, and loads lazily. ``probe.init`` accepts the file (:mod:`ssl_ctx.probes.encoder_loading`).
+The file format (weights, build spec, feature maps, source) is :mod:`ssl_ctx.encoder_file`'s.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
-from ssl_ctx.errors import UserError, first_line
-
-ENCODER_FORMAT = "ssl_ctx.encoder/1"
-SUFFIX = ".safetensors"
+from ssl_ctx.encoder_file import SUFFIX, write_encoder_file
+from ssl_ctx.errors import UserError
 
 
 def default_output(checkpoint: Path) -> Path:
@@ -37,10 +19,7 @@ def default_output(checkpoint: Path) -> Path:
 def export_encoder(checkpoint: str | Path, output: str | Path | None = None) -> Path:
     """Write the encoder of pretext checkpoint ``checkpoint`` to ``output`` (default: :func:`default_output`),
     atomically; returns the file's path. Refuses, in one line, a file that is not a pretext checkpoint."""
-    from safetensors.torch import save_file
-
-    from ssl_ctx.engine.checkpoint import load_checkpoint, tensor_bytes
-    from ssl_ctx.files import atomic_write
+    from ssl_ctx.engine.checkpoint import load_checkpoint
     from ssl_ctx.probes.encoder_loading import pretext_encoder
     from ssl_ctx.settings import upstream_of
 
@@ -49,46 +28,8 @@ def export_encoder(checkpoint: str | Path, output: str | Path | None = None) -> 
     if output.suffix != SUFFIX:
         raise UserError(f"export output '{output}' must end in {SUFFIX}; pass --output <name>{SUFFIX}")
     payload = load_checkpoint(checkpoint)
-    encoder, name, options = pretext_encoder(checkpoint, payload)
-    state = {key: value.contiguous() for key, value in encoder.state_dict().items()}
-    config = payload.get("config") or {}
+    encoder = pretext_encoder(checkpoint, payload)
     source = {"checkpoint": str(checkpoint.resolve()), "step": (payload.get("trainer_state") or {}).get("step"),
               "method": payload.get("method"), "settings_hash": upstream_of(str(checkpoint))}
-    metadata = {
-        "format": ENCODER_FORMAT,
-        "encoder": name,
-        "encoder_options": json.dumps(options),
-        "feature_info": json.dumps(encoder.feature_info),
-        "input": json.dumps({"size": getattr(encoder, "input_size", None), "range": [-1, 1],
-                             "dataset": (config.get("data") or {}).get("dataset")}),
-        "source": json.dumps(source),
-    }
-    atomic_write(output, lambda tmp: save_file(state, str(tmp), metadata=metadata), needed_bytes=tensor_bytes(state))
-    return output
-
-
-def read_safetensors(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
-    """``(tensors, metadata)`` of a safetensors file; an unreadable file is one UserError line."""
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            return {key: handle.get_tensor(key) for key in handle.keys()}, dict(handle.metadata() or {})
-    except Exception as err:  # noqa: BLE001 - any failure to read is the same user-facing problem
-        raise UserError(f"'{path}' cannot be read as safetensors ({first_line(err)}); pass a file written by "
-                        f"`ssl-ctx export` or safetensors.torch.save_file") from None
-
-
-def exported_source(path: Path) -> dict[str, Any] | None:
-    """The ``source`` entry of an exported encoder file (see the module docstring), or None for any other file."""
-    from safetensors import safe_open
-
-    if path.suffix != SUFFIX or not path.is_file():
-        return None
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-        source = json.loads(metadata["source"]) if metadata.get("format") == ENCODER_FORMAT else None
-    except Exception:  # noqa: BLE001 - not an exported encoder: no source
-        return None
-    return source if isinstance(source, dict) else None
+    dataset = ((payload.get("config") or {}).get("data") or {}).get("dataset")
+    return write_encoder_file(output, encoder, source, dataset)

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import math
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from ssl_ctx.config import MaskConfig
-from ssl_ctx.errors import unknown_name_error
+from ssl_ctx.errors import UserError, unknown_name_error
 
 # The released code's fill value, RGB (117, 104, 123): Caffe's BGR ImageNet mean (104, 117, 123), channels permuted.
 IMAGENET_MEAN_RGB = (117.0, 104.0, 123.0)
@@ -23,11 +24,21 @@ _CODE_FINE_SIZE = 128
 _REGION_CANDIDATES = 8
 
 
-def central_mask(batch: int, height: int, width: int, fraction: float = 0.5,
-                 device: torch.device | str = "cpu") -> torch.Tensor:
-    """One centred square of side ``fraction`` x the short side (0.5 -> 1/4 of a square image)."""
-    side = max(1, round(min(height, width) * fraction))
-    top, left = (height - side) // 2, (width - side) // 2
+def central_square(height: int, width: int, fraction: float = 0.5, border: int = 0) -> tuple[int, int, int]:
+    """``(top, left, side)`` of the centred square hole: side ``fraction`` x the short side, less ``border``
+    pixels on each side (the 128-px inpainting model's overlap: its prediction covers that border of known
+    context, so its hole is 64 - 2·4 = 56 px). The one place the centred hole is computed."""
+    side = max(1, round(min(height, width) * fraction)) - 2 * border
+    if side <= 0:
+        raise UserError(f"a central hole of {fraction:g} of {min(height, width)} px less a {border}-px border "
+                        f"on each side is empty; lower the border (model.overlap) or raise mask.central_fraction")
+    return (height - side) // 2, (width - side) // 2, side
+
+
+def central_mask(batch: int, height: int, width: int, fraction: float = 0.5, device: torch.device | str = "cpu",
+                 border: int = 0) -> torch.Tensor:
+    """One centred square (:func:`central_square`; 0.5 -> 1/4 of a square image) per sample."""
+    top, left, side = central_square(height, width, fraction, border)
     mask = torch.zeros(batch, 1, height, width, dtype=torch.bool, device=device)
     mask[:, :, top:top + side, left:left + side] = True
     return mask
@@ -106,26 +117,51 @@ def random_region_mask(batch: int, height: int, width: int, noise_resolution: fl
     return chosen.view(batch, 1, height, width)
 
 
+@dataclass(frozen=True)
+class MaskType:
+    """One kind of dropped region: its name in configs (``mask.type``, ``inpaint.masks``), its word for
+    ``ssl-ctx inpaint --region`` and its title in tables (None / empty: it drops nothing)."""
+
+    name: str
+    region: str | None
+    title: str
+
+
+# The mask vocabulary: every name a config, the inpainting table or the inpaint command uses.
+MASK_TYPES: dict[str, MaskType] = {kind.name: kind for kind in (
+    MaskType("central", "center", "central"),
+    MaskType("random_block", "block", "random block"),
+    MaskType("random_region", "random", "random region"),
+    MaskType("none", None, ""),
+)}
+# The kinds that drop a region, which inpainting is measured on.
+HOLE_TYPES = tuple(name for name, kind in MASK_TYPES.items() if kind.region is not None)
+
+
+def mask_type(name: str, allowed: tuple[str, ...] | None = None, what: str = "mask type") -> MaskType:
+    """The :class:`MaskType` called ``name`` (among ``allowed``), or a UserError listing the known names."""
+    known = allowed if allowed is not None else tuple(MASK_TYPES)
+    if name not in known:
+        raise unknown_name_error(what, name, known)
+    return MASK_TYPES[name]
+
+
 def make_masks(config: MaskConfig, batch: int, height: int, width: int, device: torch.device | str = "cpu",
                generator: torch.Generator | None = None) -> torch.Tensor:
     """Masks of ``config.type`` for a batch: bool ``(B, 1, H, W)`` on ``device``."""
     count = batch if config.per_sample else 1
-    if config.type == "central":
+    kind = mask_type(config.type).name
+    if kind == "central":
         mask = central_mask(count, height, width, config.central_fraction, device)
-    elif config.type == "random_block":
+    elif kind == "random_block":
         mask = random_block_mask(count, height, width, config.block_fraction, config.block_max_area, generator,
                                  device)
-    elif config.type == "random_region":
+    elif kind == "random_region":
         mask = random_region_mask(count, height, width, config.noise_resolution, config.density,
                                   config.min_area, config.max_area, generator, device)
-    elif config.type == "none":
-        mask = torch.zeros(count, 1, height, width, dtype=torch.bool, device=device)
     else:
-        raise unknown_name_error("mask type", config.type, MASK_TYPES)
+        mask = torch.zeros(count, 1, height, width, dtype=torch.bool, device=device)
     return mask.expand(batch, -1, -1, -1) if count != batch else mask
-
-
-MASK_TYPES = ("central", "random_block", "random_region", "none")
 
 
 def fill_value(config: MaskConfig, dataset_mean_rgb: tuple[float, float, float] | None,

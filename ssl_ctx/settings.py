@@ -97,7 +97,7 @@ def upstream_of(init: str) -> str | None:
     """The settings hash of the pretext run that wrote checkpoint ``init`` (``<run>/checkpoints/last.pt`` with
     ``<run>/record.json``) or that ``ssl-ctx export`` made a file of, or None when ``init`` is neither (random,
     timm:..., a foreign file)."""
-    from ssl_ctx.export import SUFFIX, exported_source
+    from ssl_ctx.encoder_file import SUFFIX, exported_source
 
     path = Path(init)
     if path.suffix == SUFFIX:

@@ -8,7 +8,7 @@ import pytest
 
 from ssl_ctx.cli import build_parser, main
 
-VERBS = ["data prepare", "pretrain", "probe", "bench", "table", "list", "eval-inpaint", "inpaint"]
+VERBS = ["data prepare", "data scenes", "pretrain", "probe", "bench", "table", "list", "eval-inpaint", "inpaint"]
 
 
 @pytest.mark.parametrize("verb", VERBS)
@@ -17,6 +17,30 @@ def test_every_verb_has_help(verb, capsys):
         build_parser().parse_args([*verb.split(), "--help"])
     assert exit_info.value.code == 0
     assert "usage: ssl-ctx" in capsys.readouterr().out
+
+
+def test_data_help_lists_its_actions(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["data", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "prepare" in out and "scenes" in out
+
+
+def test_data_scenes_links_street_and_facade(real_data, tmp_path, capsys):
+    target = tmp_path / "street-facade"
+    assert main(["data", "scenes", str(target)]) == 0
+    first, second = capsys.readouterr().out.strip().splitlines()
+    folder, _, counts_text = first.partition(": ")
+    assert folder == str(target) and second == f"train on it with data.dataset=imagefolder:{target}"
+    counts = {part.split()[0]: int(part.split()[1]) for part in counts_text.split(", ")}
+    assert sorted(counts) == ["test/facade", "test/street", "train/facade", "train/street"]
+    assert counts["train/street"] == 367 and counts["train/facade"] == 303  # CamVid train, CMP facade train
+    for class_folder, count in counts.items():
+        links = list((target / class_folder).iterdir())
+        assert len(links) == count > 0 and all(link.is_symlink() and link.resolve().is_file() for link in links)
+    assert main(["data", "scenes", str(target)]) == 0  # idempotent: the finished folder is kept
+    assert capsys.readouterr().out.splitlines()[0] == first
 
 
 def one_line_error(argv, capsys) -> str:

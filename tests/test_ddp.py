@@ -27,7 +27,7 @@ def small_method(adversarial: bool = True):
                                 "model.discriminator_widths=[8, 16, 32, 64]",
                                 f"method.adversarial={str(adversarial).lower()}"])
     torch.manual_seed(dist.get_rank())  # different initial weights: DDP must copy rank 0's
-    return ContextEncoder(config, DataInfo((32, 32))), config
+    return ContextEncoder.from_config(config, DataInfo((32, 32))), config
 
 
 def _worker(rank: int, store: str, results: str, check: str) -> None:

@@ -84,7 +84,7 @@ def test_each_process_gets_the_single_process_masks_of_its_samples(monkeypatch, 
 
     config = load_config(None, ["model.encoder=alexnet32", "model.decoder_widths=[16, 8, 8, 8]",
                                 f"mask.type={mask_type}"])
-    method = ContextEncoder(config, DataInfo((32, 32)))
+    method = ContextEncoder.from_config(config, DataInfo((32, 32)))
     images = torch.zeros(8, 3, 32, 32)
     whole, _ = method.masks(images, method.step_generator(5, images.device))
     for rank in (0, 1):
@@ -118,7 +118,7 @@ def environment(real_data_env: dict[str, str]) -> dict[str, str]:
     env = {**os.environ, **real_data_env, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     # Prepare the data slice once, before several processes want it.
     run([sys.executable, "-c", "from ssl_ctx.config import load_config; from ssl_ctx.data.loader import "
-         f"load_splits; load_splits(load_config({str(CONFIG)!r}))"], env)
+         f"load_splits; load_splits(load_config({str(CONFIG)!r}).data)"], env)
     return env
 
 

@@ -10,8 +10,9 @@ from safetensors.torch import load_file, save_file
 
 from ssl_ctx.cli import main
 from ssl_ctx.errors import UserError
-from ssl_ctx.export import ENCODER_FORMAT, export_encoder
-from ssl_ctx.models import build_encoder, gaussian_init_
+from ssl_ctx.encoder_file import ENCODER_FORMAT
+from ssl_ctx.export import export_encoder
+from ssl_ctx.models import EncoderSpec, build_encoder, gaussian_init_
 from ssl_ctx.probes.encoder_loading import TORCHVISION_ALEXNET_CONVS, load_encoder
 from ssl_ctx.results.records import read_record
 from ssl_ctx.settings import upstream_of
@@ -53,14 +54,15 @@ def test_cli_export_writes_the_encoder_its_options_and_feature_maps(tmp_path, ca
     assert json.loads(metadata["feature_info"]) == method.encoder.feature_info
     assert json.loads(metadata["input"])["size"] == 32 and json.loads(metadata["source"])["step"] == 10
     # The file's options win over the probe's, as a checkpoint's do.
-    assert_same_weights(load_encoder(str(output), "alexnet32", norm="lrn", width=1.0), method.encoder)
+    probes_own = EncoderSpec("alexnet32", dict(norm="lrn", width=1.0))  # ignored: the file carries its spec
+    assert_same_weights(load_encoder(str(output), probes_own), method.encoder)
 
 
 def test_an_exported_encoder_of_another_architecture_is_refused_in_one_line(tmp_path):
     path, _ = save_pretext_checkpoint(tmp_path)
     output = export_encoder(path, tmp_path / "e.safetensors")
     with pytest.raises(UserError) as error:
-        load_encoder(str(output), "alexnet64")
+        load_encoder(str(output), EncoderSpec("alexnet64"))
     message = assert_one_line(error)
     assert str(output) in message and "'alexnet32'" in message and "'alexnet64'" in message
 
@@ -97,7 +99,7 @@ def test_a_torchvision_layout_alexnet_state_dict_loads_where_the_shapes_fit(tmp_
         torch.save({"state_dict": {f"module.{key}": value for key, value in state.items()}}, path)
     else:
         save_file(state, str(path))
-    encoder = load_encoder(str(path), "alexnet227", **PAPER_ALEXNET)
+    encoder = load_encoder(str(path), EncoderSpec("alexnet227", PAPER_ALEXNET))
     assert_same_weights(encoder, reference)
     images = torch.randn(2, 3, 227, 227)
     with torch.no_grad():
@@ -110,7 +112,7 @@ def test_torchvisions_own_alexnet_is_refused_naming_the_layer_and_both_shapes(tm
     path = tmp_path / "alexnet.pth"
     torch.save(torchvision.models.alexnet(weights=None).state_dict(), path)
     with pytest.raises(UserError) as error:
-        load_encoder(str(path), "alexnet227", **PAPER_ALEXNET)
+        load_encoder(str(path), EncoderSpec("alexnet227", PAPER_ALEXNET))
     message = assert_one_line(error)
     assert str(path) in message and "torchvision AlexNet state dict" in message
     assert "conv1.conv.weight (64, 3, 11, 11) vs (96, 3, 11, 11)" in message and "model.groups" in message
@@ -120,7 +122,7 @@ def test_a_file_that_is_no_state_dict_is_refused_in_one_line(tmp_path):
     path = tmp_path / "notes.pt"
     torch.save({"epoch": 3, "lr": 0.1}, path)
     with pytest.raises(UserError) as error:
-        load_encoder(str(path), "alexnet227")
+        load_encoder(str(path), EncoderSpec("alexnet227"))
     assert "neither an ssl_ctx checkpoint nor a state dict" in assert_one_line(error)
 
 

@@ -146,7 +146,7 @@ def small_run(tmp_path, *overrides: str, steps: int = 2, split=None):
                           "train.checkpoint_every=1000", *overrides)
     split = split if split is not None else random_split(24)
     torch.manual_seed(0)
-    task = ContextEncoder(config, DataInfo((32, 32), split.mean_rgb))
+    task = ContextEncoder.from_config(config, DataInfo((32, 32), split.mean_rgb))
     trainer = Trainer(config, config.run_dir)
     batch_loader = CachedBatchLoader(split, batch_size=8, device=trainer.device, seed=0, input_size=32, crop_scale=0.8)
     metrics = trainer.fit(task, batch_loader)

@@ -28,11 +28,17 @@ def probe_config(*overrides):
     return load_config(None, ["probe.bn_images=16", "train.batch_size=8", *overrides])
 
 
+def sections(*overrides):
+    """The sections recompute_batch_norm_statistics reads: probe, data, train."""
+    config = probe_config(*overrides)
+    return config.probe, config.data, config.train
+
+
 def test_batch_norm_statistics_are_the_clean_images_statistics():
     split = random_split(24)
     model = encoder()
     assert torch.equal(model.conv1.bn.running_mean, torch.zeros_like(model.conv1.bn.running_mean))
-    said = recompute_batch_norm_statistics(model, probe_config(), split, torch.device("cpu"))
+    said = recompute_batch_norm_statistics(model, *sections(), split, torch.device("cpu"))
     assert "recomputed on 16 unmasked training images" in said
     # The first 16 images of the fixed order, without augmentation: conv1's pre-BN mean is the running mean.
     loader = CachedBatchLoader(split, batch_size=8, train=True, seed=0, crop_scale=1.0, hflip=False, drop_last=False)
@@ -45,8 +51,8 @@ def test_batch_norm_statistics_are_the_clean_images_statistics():
 def test_every_encoder_gets_the_same_images_whatever_the_seed():
     split = random_split(24)
     first, second = encoder(), encoder()
-    recompute_batch_norm_statistics(first, probe_config("train.seed=0"), split, torch.device("cpu"))
-    recompute_batch_norm_statistics(second, probe_config("train.seed=5"), split, torch.device("cpu"))
+    recompute_batch_norm_statistics(first, *sections("train.seed=0"), split, torch.device("cpu"))
+    recompute_batch_norm_statistics(second, *sections("train.seed=5"), split, torch.device("cpu"))
     assert weights_digest(first) == weights_digest(second)
 
 
@@ -54,12 +60,12 @@ def test_keep_and_no_batch_norm_leave_the_encoder_alone():
     split = random_split(24)
     model = encoder()
     before = weights_digest(model)
-    assert "kept" in recompute_batch_norm_statistics(model, probe_config("probe.bn_statistics=keep"), split, "cpu")
+    assert "kept" in recompute_batch_norm_statistics(model, *sections("probe.bn_statistics=keep"), split, "cpu")
     assert weights_digest(model) == before
     lrn = encoder("lrn")
-    assert "no BatchNorm" in recompute_batch_norm_statistics(lrn, probe_config(), split, torch.device("cpu"))
+    assert "no BatchNorm" in recompute_batch_norm_statistics(lrn, *sections(), split, torch.device("cpu"))
     with pytest.raises(UserError, match="probe.bn_statistics"):
-        recompute_batch_norm_statistics(model, probe_config("probe.bn_statistics=fresh"), split, "cpu")
+        recompute_batch_norm_statistics(model, *sections("probe.bn_statistics=fresh"), split, "cpu")
 
 
 def test_features_are_extracted_once_and_reused(tmp_path):

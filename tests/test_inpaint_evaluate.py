@@ -10,9 +10,9 @@ from PIL import Image
 
 from ssl_ctx.config import config_to_dict, load_config
 from ssl_ctx.engine.checkpoint import save_checkpoint
-from ssl_ctx.inpaint.evaluate import central_hole, evaluation_masks, run_eval_inpaint
+from ssl_ctx.inpaint.evaluate import evaluation_masks, run_eval_inpaint
 
-from test_inpaint_predict import tiny_centre_model
+from test_inpaint_predict import CENTRE_CONFIG, tiny_centre_model
 
 
 def image_folder(root: Path) -> Path:
@@ -26,7 +26,7 @@ def image_folder(root: Path) -> Path:
 
 
 def test_central_eval_hole_is_the_released_test_hole() -> None:
-    mask = central_hole(1, 128, 0.5, 4)[0]
+    mask = evaluation_masks(load_config(None, ["inpaint.masks=[central]"]), 1, 128)["central"][0]
     rows, cols = np.nonzero(mask)
     assert (rows.min(), rows.max(), cols.min(), cols.max()) == (36, 91, 36, 91)
 
@@ -45,7 +45,7 @@ def test_eval_inpaint_writes_table_csv_and_grid(tmp_path: Path, monkeypatch: pyt
     folder = image_folder(tmp_path / "images")
     task = tiny_centre_model()
     checkpoint = save_checkpoint(tmp_path / "l2.pt", {**task.checkpoint_metadata(),
-                                                      "config": config_to_dict(task.config),
+                                                      "config": config_to_dict(CENTRE_CONFIG),
                                                       "model": task.state_dict(), "optimizers": {}})
     config = load_config(None, [f"output_dir={tmp_path}", "name=eval", f"data.dataset=imagefolder:{folder}",
                                 "data.train_split=train", "data.eval_split=test", "train.device=cpu",

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from ssl_ctx.config import InpaintConfig
-from ssl_ctx.inpaint.metrics import MetricAccumulator, per_image_metrics, psnr_from_mse, summarize, to_unit
+from ssl_ctx.inpaint.metrics import MetricAccumulator, per_image_metrics, psnr_from_mse, to_unit
 
 
 def test_hand_computed_values_over_the_hole() -> None:
@@ -34,7 +34,9 @@ def test_psnr_is_per_image_then_averaged_and_l1_l2_in_percent() -> None:
     prediction[0] = 0.1  # mse 0.01 -> 20 dB
     prediction[1] = 0.01  # mse 1e-4 -> 40 dB
     mask = np.ones((2, 1, 2), dtype=bool)
-    summary = summarize(prediction, target, mask)
+    accumulator = MetricAccumulator("hole")
+    accumulator.update(prediction, target, mask)
+    summary = accumulator.summary()
     assert summary["psnr_db"] == pytest.approx(30.0)  # not 10 log10(1 / mean mse) = 22.97
     assert summary["l1_percent"] == pytest.approx((0.1 + 0.01) / 2 * 100)
     assert summary["l2_percent"] == pytest.approx((0.01 + 0.0001) / 2 * 100)

@@ -17,18 +17,21 @@ from ssl_ctx.pretext.base import DataInfo
 from ssl_ctx.pretext.inpainting128 import Inpainting128
 
 
+CENTRE_CONFIG = load_config(None, ["method.name=inpainting128", "model.encoder=inpainting128", "mask.type=central",
+                                   "model.bottleneck_dim=8"])
+
+
 def tiny_centre_model(seed: int = 0) -> Inpainting128:
     torch.manual_seed(seed)
-    config = load_config(None, ["method.name=inpainting128", "model.encoder=inpainting128", "mask.type=central",
-                                "model.bottleneck_dim=8"])
-    return Inpainting128(config, DataInfo((128, 128), (120.0, 110.0, 100.0))).eval()
+    config = CENTRE_CONFIG
+    return Inpainting128.from_config(config, DataInfo((128, 128), (120.0, 110.0, 100.0))).eval()
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     task = tiny_centre_model()
     path = tmp_path_factory.mktemp("ckpt") / "last.pt"
-    save_checkpoint(path, {**task.checkpoint_metadata(), "config": config_to_dict(task.config),
+    save_checkpoint(path, {**task.checkpoint_metadata(), "config": config_to_dict(CENTRE_CONFIG),
                            "model": task.state_dict(), "optimizers": {}})
     return path
 

@@ -9,16 +9,15 @@ import torch
 from ssl_ctx.config import load_config
 from ssl_ctx.pretext import DataInfo
 from ssl_ctx.pretext.run import run_pretrain
-from ssl_ctx.registry import PRETEXT_METHODS, import_builtins
+from ssl_ctx.registry import PRETEXT_METHODS
 
-import_builtins()
 SMALL = ["model.encoder=alexnet32", "model.width=0.25", "model.norm=batch", "model.decoder_widths=[32, 16, 8, 8]"]
 
 
 def build(name: str, *overrides: str, classes: int | None = None):
     config = load_config(None, [*SMALL, f"method.name={name}", *overrides])
     torch.manual_seed(0)
-    method = PRETEXT_METHODS.get(name)(config, DataInfo((32, 32), (120.0, 110.0, 100.0), classes))
+    method = PRETEXT_METHODS.get(name).from_config(config, DataInfo((32, 32), (120.0, 110.0, 100.0), classes))
     return config, method
 
 
@@ -85,13 +84,10 @@ def test_pretrain_end_to_end_on_real_images(real_data, tmp_path):
 
 
 @pytest.mark.parametrize("choice", ["raw", "pasted"])
-def test_discriminator_sees_the_raw_output_or_the_pasted_prediction(choice, monkeypatch):
+def test_discriminator_sees_the_raw_output_or_the_pasted_prediction(choice):
     config, method = build("context_encoder", "method.adversarial=true", f"method.discriminator_input={choice}")
-    seen = []
-    monkeypatch.setattr(method, "adversarial_step", lambda real, fake, loss_rec, optimizers: seen.append((real, fake)))
     images = batch()["image"]
-    method.train_step({"image": images}, method.configure_optimizers(config.optim), step=0)
-    real, fake = seen[0]
+    real, fake, _ = method.adversarial_inputs({"image": images}, step=0)
     mask, _ = method.masks(images, method.step_generator(0, images.device))
     context = ~mask.expand_as(images)
     assert torch.equal(real, images)

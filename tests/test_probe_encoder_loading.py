@@ -7,7 +7,8 @@ from ssl_ctx.engine.checkpoint import load_checkpoint, save_checkpoint
 from ssl_ctx.errors import UserError
 from ssl_ctx.pretext.base import DataInfo
 from ssl_ctx.pretext.context_encoder import ContextEncoder
-from ssl_ctx.probes.encoder_loading import encoder_options, encoder_state_dict, load_encoder
+from ssl_ctx.models import EncoderSpec, encoder_spec
+from ssl_ctx.probes.encoder_loading import encoder_state_dict, load_encoder
 from tests.helpers import small_config
 
 
@@ -15,7 +16,7 @@ def save_pretext_checkpoint(tmp_path, *overrides: str):
     """A context encoder (alexnet32) saved as `ssl-ctx pretrain` saves it: metadata + config + state dict."""
     config = small_config(tmp_path, *overrides)
     torch.manual_seed(7)
-    method = ContextEncoder(config, DataInfo((32, 32), (120.0, 110.0, 100.0)))
+    method = ContextEncoder.from_config(config, DataInfo((32, 32), (120.0, 110.0, 100.0)))
     with torch.no_grad():  # weights unlike any fresh initialisation
         for parameter in method.encoder.parameters():
             parameter.add_(torch.randn_like(parameter))
@@ -34,7 +35,7 @@ def assert_one_line(error: pytest.ExceptionInfo) -> str:
 
 def test_checkpoint_encoder_holds_exactly_the_pretext_encoder_weights(tmp_path):
     path, method = save_pretext_checkpoint(tmp_path)
-    encoder = load_encoder(str(path), "alexnet32")
+    encoder = load_encoder(str(path), EncoderSpec("alexnet32"))
     expected = method.encoder.state_dict()
     loaded = encoder.state_dict()
     assert list(loaded) == list(expected)
@@ -46,8 +47,26 @@ def test_checkpoint_encoder_holds_exactly_the_pretext_encoder_weights(tmp_path):
 
 def test_checkpoint_options_win_over_the_probe_config(tmp_path):
     path, method = save_pretext_checkpoint(tmp_path, "model.norm=batch", "model.width=0.5")
-    encoder = load_encoder(str(path), "alexnet32", norm="lrn")  # the probe's own options are ignored
+    probes_own = EncoderSpec("alexnet32", dict(norm="lrn"))  # ignored: the checkpoint stores its encoder's spec
+    encoder = load_encoder(str(path), probes_own)
     assert encoder.feature_info[0]["num_chs"] == method.encoder.feature_info[0]["num_chs"] == 48
+    for name, value in method.encoder.state_dict().items():
+        assert torch.equal(encoder.state_dict()[name], value), name
+
+
+def test_checkpoint_stores_the_encoder_build_spec(tmp_path):
+    path, method = save_pretext_checkpoint(tmp_path, "model.norm=batch", "model.width=0.5", "model.groups=1")
+    payload = load_checkpoint(path)
+    assert payload["encoder_spec"] == {"name": "alexnet32", "options": {"norm": "batch", "width": 0.5, "groups": 1}}
+    assert load_encoder(str(path), EncoderSpec("alexnet32")).spec == EncoderSpec.from_dict(payload["encoder_spec"])
+
+
+def test_checkpoint_without_a_spec_takes_it_from_its_config(tmp_path):
+    path, method = save_pretext_checkpoint(tmp_path, "model.norm=batch", "model.width=0.5")
+    older = {key: value for key, value in load_checkpoint(path).items() if key not in ("format", "encoder_spec")}
+    older_path = save_checkpoint(tmp_path / "older.pt", older)
+    encoder = load_encoder(str(older_path), EncoderSpec("alexnet32"))
+    assert encoder.spec == EncoderSpec("alexnet32", {"norm": "batch", "width": 0.5, "groups": 2})
     for name, value in method.encoder.state_dict().items():
         assert torch.equal(encoder.state_dict()[name], value), name
 
@@ -55,7 +74,7 @@ def test_checkpoint_options_win_over_the_probe_config(tmp_path):
 def test_wrong_architecture_is_refused_in_one_line(tmp_path):
     path, _ = save_pretext_checkpoint(tmp_path)
     with pytest.raises(UserError) as error:
-        load_encoder(str(path), "alexnet64")
+        load_encoder(str(path), EncoderSpec("alexnet64"))
     message = assert_one_line(error)
     assert str(path) in message and "alexnet32" in message and "alexnet64" in message
     assert "model.encoder=alexnet32" in message  # the fix
@@ -69,7 +88,7 @@ def test_weights_that_do_not_fit_are_refused_in_one_line(tmp_path):
     del payload["model"][dropped]
     broken = save_checkpoint(tmp_path / "broken.pt", {k: v for k, v in payload.items() if k != "format"})
     with pytest.raises(UserError) as error:
-        load_encoder(str(broken), "alexnet32")
+        load_encoder(str(broken), EncoderSpec("alexnet32"))
     message = assert_one_line(error)
     assert str(broken) in message and dropped[len("encoder."):] in message and "conv3.conv.weight" in message
 
@@ -78,22 +97,22 @@ def test_checkpoint_without_encoder_weights_is_refused(tmp_path):
     path = save_checkpoint(tmp_path / "empty.pt",
                            {"encoder": "alexnet32", "config": {}, "model": {"head.weight": torch.ones(1)}})
     with pytest.raises(UserError) as error:
-        load_encoder(str(path), "alexnet32")
+        load_encoder(str(path), EncoderSpec("alexnet32"))
     assert "no encoder weights" in assert_one_line(error)
 
 
 def test_missing_checkpoint_is_one_line(tmp_path):
     with pytest.raises(UserError) as error:
-        load_encoder(str(tmp_path / "nope.pt"), "alexnet64")
+        load_encoder(str(tmp_path / "nope.pt"), EncoderSpec("alexnet64"))
     message = assert_one_line(error)
     assert "nope.pt" in message and "random" in message
 
 
 def test_random_init_is_the_papers_gaussian_and_repeatable():
     torch.manual_seed(0)
-    first = load_encoder("random", "alexnet32", **encoder_options("alexnet32"))
+    first = load_encoder("random", encoder_spec("alexnet32"))
     torch.manual_seed(0)
-    second = load_encoder("random", "alexnet32", **encoder_options("alexnet32"))
+    second = load_encoder("random", encoder_spec("alexnet32"))
     for (name, a), b in zip(first.state_dict().items(), second.state_dict().values()):
         assert torch.equal(a, b), name
     weight = first.conv3.conv.weight
@@ -111,7 +130,7 @@ def test_encoder_state_dict_strips_wrappers():
 
 @pytest.mark.slow  # importing timm takes seconds
 def test_timm_encoder_follows_the_contract():
-    encoder = load_encoder("timm:resnet18", "alexnet64", norm="batch")  # AlexNet options are not passed to timm
+    encoder = load_encoder("timm:resnet18", EncoderSpec("alexnet64", dict(norm="batch")))  # not passed to timm
     features = encoder(torch.zeros(1, 3, 64, 64))
     assert list(features) == [info["module"] for info in encoder.feature_info]
     for info in encoder.feature_info:

@@ -31,7 +31,7 @@ class InterruptingLoader(CachedBatchLoader):
 
 def train(config, split, resume=False, stop_after=None):
     torch.manual_seed(123)  # model init; the trainer seeds every step itself
-    method = ContextEncoder(config, DataInfo((32, 32), split.mean_rgb))
+    method = ContextEncoder.from_config(config, DataInfo((32, 32), split.mean_rgb))
     kwargs = dict(batch_size=8, seed=config.train.seed, input_size=32)
     loader = (InterruptingLoader(split, stop_after=stop_after, **kwargs) if stop_after is not None
               else CachedBatchLoader(split, **kwargs))
@@ -97,7 +97,7 @@ def test_a_deadline_checkpoints_and_the_resumed_run_equals_an_uninterrupted_one(
     straight = train(small_config(tmp_path, "name=straight"), split)
     config = small_config(tmp_path, "name=pieces")
     torch.manual_seed(123)
-    method = ContextEncoder(config, DataInfo((32, 32), split.mean_rgb))
+    method = ContextEncoder.from_config(config, DataInfo((32, 32), split.mean_rgb))
     loader = CachedBatchLoader(split, batch_size=8, seed=config.train.seed, input_size=32)
     with pytest.raises(TimeLimitReached, match="stopped at the time limit at step 2"):
         Trainer(config, config.run_dir, deadline=0.0).fit(method, loader)  # past: stop at the first log step

@@ -1,5 +1,8 @@
-"""Where the parallel bench (:mod:`ssl_ctx.bench.scheduler`) runs its cells: worker processes, or submitit jobs.
+"""Where the bench (:mod:`ssl_ctx.bench.scheduler`) runs its cells: in its own process, worker processes, or
+submitit jobs.
 
+* :class:`InProcess` (the default): the cells one after another in the bench process, each with its output on the
+  terminal.
 * :class:`WorkerProcesses` (``--workers N`` or ``--workers gpus``): each cell runs in a fresh interpreter
   (``python -m ssl_ctx.bench.worker``), at most N at once. A fresh interpreter costs a second or two of start-up,
   against cells of minutes, and buys isolation: no torch state, CUDA context or memory passes from one cell to the
@@ -14,7 +17,7 @@
   most ``--workers`` at once). submitit's files and logs go to ``<bench folder>/submitit/``. A SLURM job stops its
   cell a little before the job's time limit (the cell checkpoints), so the next run of the bench resumes it.
 
-Both run :func:`ssl_ctx.bench.scheduler.run_cells`. A worker or job that dies without reporting (killed, out of
+All run :func:`ssl_ctx.bench.scheduler.run_cells`. A worker or job that dies without reporting (killed, out of
 memory) leaves each of its unfinished cells an ``error.json`` written here from its exit status or exception and
 its log.
 """
@@ -95,7 +98,9 @@ class Launch:
 
 
 def make_launcher(launch: Launch, bench: Config, root: Path, deadline: float | None) -> Any:
-    """The launcher (``scheduler.Launcher``) of a checked ``launch`` that does not run in process."""
+    """The launcher (``scheduler.Launcher``) of a checked ``launch``."""
+    if launch.in_process:
+        return InProcess(bench, root, deadline)
     if launch.launcher is None:
         return WorkerProcesses(bench, root, deadline, launch.workers)
     return SubmititJobs(bench, root, deadline, launch)
@@ -117,6 +122,35 @@ def died(bench_dir: Path, cell: Cell, reason: str, details: str) -> str:
         return "done"
     write_cell_error(bench_dir, cell, reason, details)
     return "failed"
+
+
+@dataclass
+class _Unit:
+    cells: list[Cell]
+    where: str | None = None  # in the bench process: nothing to say
+
+
+class InProcess:
+    """The sequential bench: a unit runs in the bench process when the scheduler first asks whether it has
+    finished, so its progress line is printed before it runs."""
+
+    slots = 1
+    group = False
+    poll_seconds = 0.0
+
+    def __init__(self, bench: Config, root: Path, deadline: float | None) -> None:
+        self.bench, self.root, self.deadline = bench, root, deadline
+
+    def start(self, unit: list[Cell], slot: int) -> _Unit:
+        return _Unit(unit)
+
+    def finished(self, handle: _Unit) -> list[str]:
+        from ssl_ctx.bench.scheduler import run_cells
+
+        return run_cells(self.bench, handle.cells, self.root, self.deadline)
+
+    def stop(self, handles: list[_Unit]) -> None:
+        """Nothing runs elsewhere: an interrupted cell has already stopped with the bench."""
 
 
 @dataclass

@@ -289,14 +289,11 @@ def _run_locked(bench: Config, config_path: str | Path | None, command: str, sto
     save_bench_config(bench)
     started = time.time()
     deadline = started + stop_after if stop_after is not None else None
-    if launch.in_process:
-        counts = _run_in_process(bench, plan, root, deadline, stop_after)
-    else:
-        from ssl_ctx.bench.launchers import make_launcher
-        from ssl_ctx.bench.scheduler import run_parallel
+    from ssl_ctx.bench.launchers import make_launcher
+    from ssl_ctx.bench.scheduler import run_plan
 
-        launcher = make_launcher(launch, bench, root, deadline)
-        counts = run_parallel(bench, plan, launcher, deadline, BenchProgress(plan, launcher.slots or 1))
+    launcher = make_launcher(launch, bench, root, deadline)
+    counts = run_plan(bench, plan, launcher, deadline, BenchProgress(plan, launcher.slots or 1))
     if counts is None:
         return False
     elapsed = time.time() - started
@@ -305,30 +302,6 @@ def _run_locked(bench: Config, config_path: str | Path | None, command: str, sto
           f"{not_run} in {elapsed:.0f} s")
     table_command(bench.run_dir, baseline=bench.bench.baseline, command=command, overwrite=True)
     return counts["failed"] + counts.get("not run", 0) == 0
-
-
-def _run_in_process(bench: Config, plan: list[Cell], root: Path, deadline: float | None,
-                    stop_after: float | None) -> dict[str, int] | None:
-    """The cells one after another in this process; None when the time limit stopped the bench (said so)."""
-    from ssl_ctx.engine.trainer import TimeLimitReached
-
-    progress = BenchProgress(plan)
-    counts = {"done": 0, "skipped": 0, "failed": 0}
-    for number, cell in enumerate(plan, start=1):
-        if deadline is not None and time.time() >= deadline:
-            print(f"bench: time limit of {stop_after:.0f} s reached before cell {number}/{len(plan)}; "
-                  f"run the same command again to continue")
-            return None
-        print(progress.before(number, cell), flush=True)
-        cell_started = time.time()
-        try:
-            outcome = run_cell(bench, cell, root, deadline)
-        except TimeLimitReached as stop:
-            print(f"bench: {stop}; run the same command again to continue")
-            return None
-        progress.after(cell, outcome, time.time() - cell_started)
-        counts[outcome] += 1
-    return counts
 
 
 class BenchProgress:

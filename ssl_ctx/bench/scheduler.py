@@ -1,10 +1,11 @@
-"""The parallel bench: cells run in worker processes or submitit jobs, each probe after its pretext cell.
+"""Running the bench's cells: in the bench process one after another, or in worker processes or submitit jobs,
+each probe after its pretext cell.
 
-The bench process keeps everything the sequential bench does around the cells (the lock, the settings check,
-``bench.yaml``, the progress lines, the table) and hands out *units*: one cell, or a method and seed's pretext
-cell followed by its probes (``--slurm-group pretext``). A :mod:`launcher <ssl_ctx.bench.launchers>` runs each unit
-in another process through :func:`run_cells`, which calls :func:`~ssl_ctx.bench.runner.run_cell`: records, errors
-and checkpoints are written exactly as in the sequential bench, and resuming works the same.
+The bench process keeps everything around the cells (the lock, the settings check, ``bench.yaml``, the progress
+lines, the table) and hands out *units*: one cell, or a method and seed's pretext cell followed by its probes
+(``--slurm-group pretext``). A :mod:`launcher <ssl_ctx.bench.launchers>` runs each unit, in the bench process or in
+another, through :func:`run_cells`, which calls :func:`~ssl_ctx.bench.runner.run_cell`: records, errors and
+checkpoints are written the same way wherever a cell runs, and resuming works the same.
 
 A unit starts when the launcher has a free slot and, for a probe, once its pretext cell has finished (in this run or
 before); a probe whose pretext cell failed is not run. Units start in the bench's order (seed by seed), so early
@@ -88,8 +89,8 @@ def units(cells: list[Cell], group: bool) -> list[list[Cell]]:
     return list(groups.values())
 
 
-def run_parallel(bench: Config, plan: list[Cell], launcher: Launcher, deadline: float | None,
-                 progress: BenchProgress) -> dict[str, int] | None:
+def run_plan(bench: Config, plan: list[Cell], launcher: Launcher, deadline: float | None,
+             progress: BenchProgress) -> dict[str, int] | None:
     """Run the unfinished cells of ``plan`` through ``launcher``. Returns how many cells ended each way
     (``OUTCOMES``), or None when a time limit stopped the bench (said so: the same command continues)."""
     counts = dict.fromkeys(OUTCOMES, 0)
@@ -149,7 +150,7 @@ def run_parallel(bench: Config, plan: list[Cell], launcher: Launcher, deadline: 
 
 def _starting(unit: list[Cell], handle: Any) -> str:
     probes = f" and its {len(unit) - 1} probe cell(s)" if len(unit) > 1 else ""
-    return f"{probes} started on {handle.where}"
+    return f"{probes} started on {handle.where}" if handle.where else probes
 
 
 def _ending(bench: Config, cell: Cell, result: str, seconds: float) -> str:

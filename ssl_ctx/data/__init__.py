@@ -9,19 +9,11 @@ from typing import Any
 
 from ssl_ctx.data.archives import extract_archive
 from ssl_ctx.data.cache import CachedSplit
-from ssl_ctx.data.prepare import (
-    DATASET_NAMES,
-    cache_dir,
-    cache_root,
-    data_root,
-    dataset_names,
-    default_size,
-    extracted_root,
-    load_split,
-    parse_size,
-    prepare,
-    prepare_command,
-)
+from ssl_ctx.data.catalogue import DATASET_NAMES, cache_dir, dataset_names, default_size, parse_size
+from ssl_ctx.data.command import prepare_command
+from ssl_ctx.data.prepare import load_split, prepare
+from ssl_ctx.data.roots import cache_root, data_root
+from ssl_ctx.data.sources import extracted_root
 
 __all__ = [
     "DATASET_NAMES",

@@ -39,10 +39,6 @@ def archive_stem(path: Path) -> str:
     return path.stem
 
 
-def is_archive(path: Path) -> bool:
-    return path.is_file() and path.name.endswith(ARCHIVE_SUFFIXES)
-
-
 # ------------------------------------------------------------------------------------------- safety
 
 
@@ -222,10 +218,6 @@ class ArchiveTree(FileTree):
 
     def read(self, path: str) -> bytes:
         return self._data[path]
-
-
-def open_tree(path: Path) -> FileTree:
-    return ArchiveTree(path) if is_archive(path) else FolderTree(path)
 
 
 # ---------------------------------------------------------------------------------------- extraction

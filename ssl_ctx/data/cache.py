@@ -57,6 +57,11 @@ def is_complete(cache_dir: Path) -> bool:
     return (cache_dir / META_FILE).is_file()
 
 
+def read_cache_meta(folder: Path) -> dict[str, Any]:
+    """The ``meta.json`` of a cache (or of one of its splits) in ``folder``."""
+    return json.loads((folder / META_FILE).read_text())
+
+
 def make_dirs(path: Path) -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -277,7 +282,7 @@ class CachedSplit:
 
     @classmethod
     def open(cls, folder: Path) -> CachedSplit:
-        meta = json.loads((folder / META_FILE).read_text())
+        meta = read_cache_meta(folder)
         images = np.load(folder / "images.npy", mmap_mode="r")
         labels = np.load(folder / "labels.npy") if meta.get("has_labels") else None
         label_maps = np.load(folder / "label_maps.npy", mmap_mode="r") if meta.get("has_label_maps") else None

@@ -42,7 +42,6 @@ import numpy as np
 from ssl_ctx.data.archives import FileTree
 from ssl_ctx.data.cache import IGNORE_INDEX
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 SPLIT_FOLDER_NAMES = ("train", "val", "valid", "validation", "test", "all")
 
 CAMVID_CLASSES = [
@@ -144,10 +143,6 @@ def _parent_if_named(name: str) -> Callable[[str], str | None]:
         return head if tail == name else None
 
     return marker
-
-
-def _is_image_name(name: str) -> bool:
-    return name.lower().endswith(IMAGE_SUFFIXES)
 
 
 def _is_hidden(path: str) -> bool:

@@ -11,13 +11,23 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from queue import Empty, Queue
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+if TYPE_CHECKING:
+    from ssl_ctx.config import DataConfig, TrainConfig
+
 _PRELOAD_LIMIT_BYTES = 8 << 30  # keep the whole cache on the GPU when it is smaller than this
+
+
+def input_size_of(input_size: int | None, split: Any) -> tuple[int, int]:
+    """(H, W) the network sees: ``data.input_size`` squared, or the cache's own size when it is null."""
+    if input_size:
+        return input_size, input_size
+    return int(split.images.shape[1]), int(split.images.shape[2])
 
 
 def to_unit_range(images_uint8: torch.Tensor) -> torch.Tensor:
@@ -40,8 +50,7 @@ class CachedBatchLoader:
         self.device = torch.device(device)
         self.seed = seed
         self.train = train
-        height, width = split.images.shape[1:3]
-        self.input_size = (input_size, input_size) if input_size else (height, width)
+        self.input_size = input_size_of(input_size, split)
         self.crop_scale = crop_scale if train else 1.0
         self.hflip = hflip and train
         self.rank, self.world_size = rank, world_size
@@ -209,24 +218,28 @@ def _prefetch(function, items: list, depth: int = 2) -> Iterator:
         thread.join()
 
 
-def loader_for(split: Any, config: Any, device: torch.device, train: bool, rank: int = 0,
+def loader_for(split: Any, data: DataConfig, train: TrainConfig, device: torch.device, training: bool, rank: int = 0,
                world_size: int = 1, **overrides: Any) -> CachedBatchLoader:
-    """A loader with the batch size, input size and augmentation of ``config`` (a :class:`~ssl_ctx.config.Config`);
+    """A loader with the input size and augmentation of ``data`` and the batch size and seed of ``train``;
     ``overrides`` replace any of :class:`CachedBatchLoader`'s options (e.g. ``hflip=False``)."""
-    data = config.data
-    options = dict(batch_size=config.train.batch_size, device=device, seed=config.train.seed, train=train,
+    options = dict(batch_size=train.batch_size, device=device, seed=train.seed, train=training,
                    input_size=data.input_size, crop_scale=data.crop_scale, hflip=data.hflip, rank=rank,
                    world_size=world_size)
     options.update(overrides)
     return CachedBatchLoader(split, **options)
 
 
-def load_splits(config: Any) -> tuple[Any, Any]:
-    """(train split, evaluation split) of ``config.data``, preparing the caches on first use."""
+def load_data_split(data: DataConfig, evaluation: bool = False) -> Any:
+    """``data.train_split`` (or ``data.eval_split``) at ``data.cache_size``, the first ``data.limit`` (or
+    ``data.eval_limit``) images, preparing the cache on first use."""
     from ssl_ctx.data import load_split  # late: keeps this module importable on its own
 
-    data = config.data
     size = tuple(data.cache_size) if data.cache_size else None
-    train = load_split(data.dataset, data.train_split, size=size, limit=data.limit)
-    evaluation = load_split(data.dataset, data.eval_split, size=size, limit=data.eval_limit)
-    return train, evaluation
+    if evaluation:
+        return load_split(data.dataset, data.eval_split, size=size, limit=data.eval_limit)
+    return load_split(data.dataset, data.train_split, size=size, limit=data.limit)
+
+
+def load_splits(data: DataConfig) -> tuple[Any, Any]:
+    """(train split, evaluation split) of ``data`` (:func:`load_data_split`)."""
+    return load_data_split(data), load_data_split(data, evaluation=True)

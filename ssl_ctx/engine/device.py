@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import platform
+import re
+from pathlib import Path
 
 import torch
 
@@ -24,6 +27,26 @@ def resolve_device(name: str) -> torch.device:
         return torch.device(name)
     except RuntimeError:
         raise UserError(f"train.device='{name}' is not a device; use auto, cpu, cuda or cuda:N") from None
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else what ``platform`` knows."""
+    model = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        found = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.MULTILINE)
+        model = found.group(1).strip() if found else model
+    return model
+
+
+def describe_device(device: torch.device | str | None = None) -> str:
+    """``cuda: NVIDIA H200, 140 GiB, 132 SMs, CUDA 12.8`` or ``cpu: <model>, 2 cores, torch threads 2``: what
+    records and benchmarks say ran them (default: the GPU when there is one)."""
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        return (f"cuda: {props.name}, {props.total_memory / 2**30:.0f} GiB, {props.multi_processor_count} SMs, "
+                f"CUDA {torch.version.cuda}")
+    return f"cpu: {cpu_model()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}"
 
 
 def cpu_cores() -> int:

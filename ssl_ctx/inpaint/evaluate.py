@@ -41,9 +41,9 @@ from ssl_ctx.config import Config, save_config
 from ssl_ctx.errors import UserError
 from ssl_ctx.inpaint.baselines import BASELINES, Inpainter, build_baseline
 from ssl_ctx.inpaint.metrics import MetricAccumulator, to_unit
-from ssl_ctx.inpaint.model import MASK_KINDS, CheckpointInpainter, load_pretext_model, resize_float, to_uint8
+from ssl_ctx.inpaint.model import CheckpointInpainter, load_pretext_model, resize_float, to_uint8
+from ssl_ctx.masks import HOLE_TYPES, MASK_TYPES, central_mask, mask_type
 
-MASK_TITLES = {"central": "central", "random_block": "random block", "random_region": "random region"}
 MASK_SEED_OFFSETS = {"central": 0, "random_block": 1, "random_region": 2}
 GRID_IMAGES = 8
 
@@ -77,27 +77,16 @@ def evaluation_images(config: Config) -> np.ndarray:
     return images
 
 
-def central_hole(count: int, size: int, fraction: float, overlap: int) -> np.ndarray:
-    """bool ``(N, S, S)``: the central ``round(S·fraction) - 2·overlap`` square (56 px at 128 px)."""
-    side = round(size * fraction) - 2 * overlap
-    if side <= 0:
-        raise UserError(f"mask.central_fraction={fraction} with model.overlap={overlap} leaves no hole")
-    top = (size - side) // 2
-    mask = np.zeros((count, size, size), dtype=bool)
-    mask[:, top:top + side, top:top + side] = True
-    return mask
-
-
 def evaluation_masks(config: Config, count: int, size: int) -> dict[str, np.ndarray]:
     """Mask kind -> bool ``(N, S, S)``, one fixed mask per image (see the module docstring)."""
     from ssl_ctx.masks import make_masks
 
     masks = {}
     for kind in config.inpaint.masks:
-        if kind not in MASK_KINDS:
-            raise UserError(f"unknown inpaint.masks entry '{kind}'; known: {', '.join(MASK_KINDS)}")
-        if kind == "central":
-            masks[kind] = central_hole(count, size, config.mask.central_fraction, config.model.overlap)
+        mask_type(kind, HOLE_TYPES, "inpaint.masks entry")
+        if kind == "central":  # the centre model's hole: the central square less its overlap border
+            masks[kind] = central_mask(count, size, size, config.mask.central_fraction,
+                                       border=config.model.overlap)[:, 0].numpy()
             continue
         generator = torch.Generator().manual_seed(config.train.seed + MASK_SEED_OFFSETS[kind])
         mask_config = dataclasses.replace(config.mask, type=kind, per_sample=True)
@@ -213,7 +202,7 @@ def write_markdown(path: Path, results: list[dict[str, Any]], rows: dict[str, tu
                    config: Config, count: int, size: int, command: str) -> Path:
     kinds = list(dict.fromkeys(r["mask"] for r in results))
     hole = {(r["method"], r["mask"]): r for r in results if r["region"] == "hole"}
-    header = ["method"] + [f"{MASK_TITLES[k]} {m}" for k in kinds for m in ("L1 %", "L2 %", "PSNR dB")]
+    header = ["method"] + [f"{MASK_TYPES[k].title} {m}" for k in kinds for m in ("L1 %", "L2 %", "PSNR dB")]
     lines = [
         f"# Inpainting on {config.data.dataset} / {config.data.eval_split}",
         "",
@@ -245,7 +234,7 @@ def write_markdown(path: Path, results: list[dict[str, Any]], rows: dict[str, tu
     if notes:
         lines += ["", "Notes:", ""] + [f"- {note}" for note in sorted(notes)]
     lines += ["", "Seconds per row and mask (all images):", "",
-              "| method | " + " | ".join(MASK_TITLES[k] for k in kinds) + " |",
+              "| method | " + " | ".join(MASK_TYPES[k].title for k in kinds) + " |",
               "|---|" + "---|" * len(kinds)]
     for row in rows:
         lines.append(f"| {row} | " + " | ".join(

@@ -140,16 +140,3 @@ class MetricAccumulator:
             "psnr_db": float(per_image["psnr"].mean()),
             "images": int(per_image["l1"].size),
         }
-
-
-def summarize(
-    prediction: np.ndarray,
-    target: np.ndarray,
-    mask: np.ndarray | None = None,
-    region: str = "hole",
-    psnr_cap: float = DEFAULT_PSNR_CAP,
-) -> dict[str, float]:
-    """One-shot :meth:`MetricAccumulator.summary` for arrays already in memory."""
-    accumulator = MetricAccumulator(region, psnr_cap)
-    accumulator.update(prediction, target, mask)
-    return accumulator.summary()

@@ -35,8 +35,6 @@ import torch
 
 from ssl_ctx.errors import UserError
 
-MASK_KINDS = ("central", "random_block", "random_region")
-
 
 # ------------------------------------------------------------------------------------------ resizing
 
@@ -128,17 +126,16 @@ def load_pretext_model(path: str | Path, device: torch.device | str = "cpu") -> 
     """
     from ssl_ctx.config import load_config
     from ssl_ctx.engine.checkpoint import load_checkpoint
-    from ssl_ctx.registry import PRETEXT_METHODS, import_builtins
+    from ssl_ctx.registry import PRETEXT_METHODS
 
     payload = load_checkpoint(path)
     if payload.get("kind") != "pretext" or "method" not in payload:
         raise UserError(f"checkpoint '{path}' is a {payload.get('kind', 'unknown')} checkpoint, not a pretext "
                         f"model; pass runs/<name>/checkpoints/last.pt of an `ssl-ctx pretrain` run")
-    import_builtins()
     config = load_config(base=payload["config"])
     info = payload.get("data_info")
-    data = _stored_data_info(info) if info is not None else _data_info_from_config(config)
-    task = PRETEXT_METHODS.get(payload["method"])(config, data)
+    data = _stored_data_info(info) if info is not None else _data_info_from_data(config.data)
+    task = PRETEXT_METHODS.get(payload["method"]).from_config(config, data)
     try:
         task.load_state_dict(payload["model"])
     except RuntimeError as err:
@@ -160,17 +157,15 @@ def _stored_data_info(info: dict[str, Any]) -> Any:
                     num_classes=info.get("num_classes"))
 
 
-def _data_info_from_config(config: Any) -> Any:
-    """DataInfo for a checkpoint written before checkpoints stored ``data_info``: the input size from the config,
-    the fill colour from the training split's cache (so it needs the training data; prepared on first use)."""
-    from ssl_ctx.data import load_split
+def _data_info_from_data(data: Any) -> Any:
+    """DataInfo for a checkpoint written before checkpoints stored ``data_info``: the input size from its ``data``
+    settings, the fill colour from the training split's cache (so it needs the training data; prepared on first
+    use)."""
+    from ssl_ctx.data.loader import input_size_of, load_data_split
     from ssl_ctx.pretext.base import DataInfo
 
-    data = config.data
-    size = tuple(data.cache_size) if data.cache_size else None
-    split = load_split(data.dataset, data.train_split, size=size, limit=data.limit)
-    input_size = (data.input_size, data.input_size) if data.input_size else tuple(split.images.shape[1:3])
-    return DataInfo(input_size=input_size, mean_rgb=tuple(split.mean_rgb))
+    split = load_data_split(data)
+    return DataInfo(input_size=input_size_of(data.input_size, split), mean_rgb=tuple(split.mean_rgb))
 
 
 # ---------------------------------------------------------------------------------------- inpainter
@@ -191,11 +186,6 @@ class CheckpointInpainter:
         self.size = int(task.data.input_size[0])
         self.central = getattr(task, "inpaint_hole", "any") == "central"
         self.hole_box: tuple[int, int, int] | None = tuple(task.hole_box) if self.central else None
-
-    @classmethod
-    def from_checkpoint(cls, path: str | Path, device: torch.device | str = "cpu", batch_size: int = 32):
-        task, _ = load_pretext_model(path, device)
-        return cls(task, batch_size)
 
     def supports(self, mask_kind: str) -> bool:
         """Centre models answer only the central mask; full-image models answer every mask."""

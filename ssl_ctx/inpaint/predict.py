@@ -27,12 +27,11 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ssl_ctx.errors import UserError, first_line, warn
+from ssl_ctx.config import MaskConfig
+from ssl_ctx.errors import UserError, first_line, unknown_name_error, warn
 from ssl_ctx.files import atomic_write
 from ssl_ctx.images import read_rgb
 from ssl_ctx.inpaint.model import CheckpointInpainter
-
-REGION_TO_MASK = {"center": "central", "block": "random_block", "random": "random_region"}
 
 # Output suffix -> Pillow's save options. Lossless: every pixel is read back as written.
 LOSSLESS_FORMATS: dict[str, dict] = {".png": {}, ".bmp": {}, ".tif": {}, ".tiff": {}, ".ppm": {},
@@ -112,23 +111,31 @@ def write_image(path: str | Path, image: np.ndarray) -> Path:
 # ------------------------------------------------------------------------------------------- masks
 
 
-def region_mask(region: str, height: int, width: int, inpainter: CheckpointInpainter, config, seed: int = 0) -> np.ndarray:
-    """bool ``(H, W)`` for ``--region center|block|random`` (see the module docstring)."""
-    from ssl_ctx.masks import make_masks
+def region_kind(region: str) -> str:
+    """The mask type (``ssl_ctx.masks.MASK_TYPES``) whose ``--region`` word is ``region``."""
+    from ssl_ctx.masks import MASK_TYPES
 
-    kind = REGION_TO_MASK[region]
+    kinds = {mask_kind.region: name for name, mask_kind in MASK_TYPES.items() if mask_kind.region}
+    if region not in kinds:
+        raise unknown_name_error("--region", region, tuple(kinds))
+    return kinds[region]
+
+
+def region_mask(region: str, height: int, width: int, inpainter: CheckpointInpainter, mask: MaskConfig,
+                seed: int = 0) -> np.ndarray:
+    """bool ``(H, W)`` for ``--region center|block|random`` (see the module docstring); ``mask``: the checkpoint's
+    mask settings, which shape the random blocks and regions."""
+    from ssl_ctx.masks import central_mask, make_masks
+
+    kind = region_kind(region)
     if not inpainter.supports(kind):
         raise UserError(f"--region {region}: this checkpoint is the 128-px centre model, which fills only a "
                         f"central hole; use --region center, a --mask, or a context_encoder checkpoint")
     if kind == "central" and inpainter.central:
         # The centre model's own hole, scaled to the short side of the image.
-        top, left, side = inpainter.hole_box
-        side = max(1, round(min(height, width) * side / inpainter.size))
-        mask = np.zeros((height, width), dtype=bool)
-        y, x = (height - side) // 2, (width - side) // 2
-        mask[y:y + side, x:x + side] = True
-        return mask
-    mask_config = dataclasses.replace(config.mask, type=kind, per_sample=True)
+        _, _, side = inpainter.hole_box
+        return central_mask(1, height, width, side / inpainter.size)[0, 0].numpy()
+    mask_config = dataclasses.replace(mask, type=kind, per_sample=True)
     generator = torch.Generator().manual_seed(seed)
     return make_masks(mask_config, 1, height, width, "cpu", generator)[0, 0].numpy()
 
@@ -167,6 +174,8 @@ def inpaint_command(args: argparse.Namespace) -> Path:
     from ssl_ctx.inpaint.model import load_pretext_model
 
     check_output_name(args.output, "output")
+    if args.region:
+        region_kind(args.region)
     if getattr(args, "figure", None):
         check_output_name(args.figure, "figure")
     image = read_image(args.image)
@@ -175,7 +184,7 @@ def inpaint_command(args: argparse.Namespace) -> Path:
     task, config = load_pretext_model(args.checkpoint, resolve_device("auto"))
     inpainter = CheckpointInpainter(task, batch_size=1)
     if mask is None:
-        mask = region_mask(args.region, height, width, inpainter, config, getattr(args, "seed", 0))
+        mask = region_mask(args.region, height, width, inpainter, config.mask, getattr(args, "seed", 0))
     result = inpaint_image(image, mask, inpainter)
     output = write_image(args.output, result)
     message = f"inpainted {int(mask.sum())} of {height * width} pixels of {args.image} -> {output}"

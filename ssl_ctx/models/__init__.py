@@ -1,14 +1,10 @@
 """Encoders, channel-wise FC bottleneck, up-conv decoder, discriminator and the 128-px inpainting network.
 
 Importing this package registers every built-in encoder in :data:`ssl_ctx.registry.ENCODERS`.
-Build encoders by name with :func:`build_encoder`; every encoder follows the contract in
+Build encoders from a spec (name + options) with :func:`build_encoder`; every encoder follows the contract in
 docs/ARCHITECTURE.md (``feature_info`` + ``forward(x) -> dict``).
 """
 from __future__ import annotations
-
-from typing import Any
-
-from torch import nn
 
 from ssl_ctx.models.alexnet import VARIANTS as ALEXNET_VARIANTS
 from ssl_ctx.models.alexnet import AlexNetEncoder, AlexNetSpec
@@ -23,22 +19,9 @@ from ssl_ctx.models.inpainting import (
     inpainting_discriminator,
     overlap_weight_map,
 )
+from ssl_ctx.models.spec import TIMM_PREFIX, EncoderSpec, build_encoder, encoder_spec, spec_of
 from ssl_ctx.models.timm_encoder import TimmEncoder
 from ssl_ctx.registry import ENCODERS
-
-TIMM_PREFIX = "timm:"
-
-
-def build_encoder(name: str, **kwargs: Any) -> nn.Module:
-    """Build an encoder by name.
-
-    ``timm:<model>`` wraps a timm model (kwargs go to :class:`TimmEncoder`: ``pretrained`` and timm's own);
-    any other name is looked up in ``ENCODERS`` (AlexNet variants take ``norm`` and ``init``; ``inpainting128``
-    takes ``widths`` and ``init``). An unknown name raises ``UserError`` listing the known ones.
-    """
-    if name.startswith(TIMM_PREFIX):
-        return TimmEncoder(name[len(TIMM_PREFIX) :], **kwargs)
-    return ENCODERS.build(name, **kwargs)
 
 
 def encoder_names() -> list[str]:
@@ -53,6 +36,7 @@ __all__ = [
     "ChannelwiseBottleneck",
     "ChannelwiseFC",
     "Discriminator",
+    "EncoderSpec",
     "FeatureShape",
     "InpaintingEncoder128",
     "InpaintingGenerator128",
@@ -62,9 +46,11 @@ __all__ = [
     "apply_init",
     "build_encoder",
     "encoder_names",
+    "encoder_spec",
     "feature_shapes",
     "gaussian_init_",
     "inpainting_discriminator",
     "last_feature_shape",
     "overlap_weight_map",
+    "spec_of",
 ]

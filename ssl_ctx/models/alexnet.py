@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
 
 import torch
 from torch import nn
@@ -34,6 +34,8 @@ from ssl_ctx.registry import ENCODERS
 
 WIDTHS = (96, 256, 384, 384, 256)
 NORMS = ("lrn", "batch", "none")
+# The model settings (``model.*``) an AlexNet encoder is built with: its build spec's options.
+MODEL_OPTIONS = ("norm", "width", "groups")
 
 
 @dataclass(frozen=True)
@@ -169,32 +171,6 @@ class AlexNetEncoder(nn.Module):
 
 # ---------------------------------------------------------------------------------------- registered variants
 
-
-@ENCODERS.register("alexnet227")
-def alexnet227(**kwargs: Any) -> AlexNetEncoder:
-    """CaffeNet conv1-pool5, 227 px -> pool5 6x6x256 (the paper's encoder)."""
-    return AlexNetEncoder("alexnet227", **kwargs)
-
-
-@ENCODERS.register("alexnet128")
-def alexnet128(**kwargs: Any) -> AlexNetEncoder:
-    """128 px, conv1 7x7 stride 2 -> pool5 8x8x256."""
-    return AlexNetEncoder("alexnet128", **kwargs)
-
-
-@ENCODERS.register("alexnet96")
-def alexnet96(**kwargs: Any) -> AlexNetEncoder:
-    """96 px, conv1 5x5 stride 2 -> pool5 6x6x256."""
-    return AlexNetEncoder("alexnet96", **kwargs)
-
-
-@ENCODERS.register("alexnet64")
-def alexnet64(**kwargs: Any) -> AlexNetEncoder:
-    """64 px (Tiny-ImageNet), conv1 5x5 stride 2 -> pool5 4x4x256."""
-    return AlexNetEncoder("alexnet64", **kwargs)
-
-
-@ENCODERS.register("alexnet32")
-def alexnet32(**kwargs: Any) -> AlexNetEncoder:
-    """32 px (CIFAR-10), conv1 5x5 stride 1 -> pool5 4x4x256."""
-    return AlexNetEncoder("alexnet32", **kwargs)
+# Every variant of the table above is an encoder: ``build_encoder("alexnet64", norm=..., width=..., groups=...)``.
+for _variant in VARIANTS:
+    ENCODERS.register(_variant, options=MODEL_OPTIONS)(partial(AlexNetEncoder, _variant))

@@ -18,6 +18,7 @@ from torch import nn
 from ssl_ctx.models.decoder import UpconvDecoder
 from ssl_ctx.models.discriminator import Discriminator
 from ssl_ctx.models.init import apply_init
+from ssl_ctx.models.spec import build_encoder
 from ssl_ctx.registry import ENCODERS
 
 INPUT_SIZE = 128
@@ -86,7 +87,8 @@ class InpaintingGenerator128(nn.Module):
     ) -> None:
         super().__init__()
         self.bottleneck_dim = bottleneck_dim
-        self.encoder = InpaintingEncoder128(encoder_widths, init=init)
+        # Built from its spec (``encoder.spec``), which checkpoints store so that a probe can rebuild it alone.
+        self.encoder = build_encoder("inpainting128", widths=list(encoder_widths), init=init)
         side = self.encoder.out_size
         self.bottleneck = nn.Sequential(
             OrderedDict(

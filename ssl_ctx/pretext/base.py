@@ -1,26 +1,24 @@
-"""Shared machinery of pretext methods: the encoder, the optimiser, one-loss training steps, evaluation.
+"""The base of every pretext method: built from the model, mask and method settings, one-loss training steps,
+held-out evaluation, checkpoint metadata.
 
-A new method subclasses :class:`PretextMethod`, registers under a name, and implements :meth:`losses`
-(see ``plugins/rotation_pretext`` for a worked example outside this package).
+A new method is one file: a subclass of :class:`PretextMethod` registered under a name that makes its heads in
+:meth:`PretextMethod.build` and implements :meth:`PretextMethod.losses` (see ``plugins/rotation_pretext`` for a
+worked example outside this package). A method trained with the joint loss also mixes in
+:class:`~ssl_ctx.pretext.adversarial.Adversarial`.
 """
 from __future__ import annotations
 
-import inspect
-import typing
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from torch import nn
 
-from ssl_ctx.config import Config, OptimConfig
+from ssl_ctx.config import Config, MaskConfig, MethodConfig, ModelConfig
 from ssl_ctx.engine.distributed import all_reduce_mean
-from ssl_ctx.engine.optim import build_optimizer, optimize
+from ssl_ctx.engine.optim import optimize
 from ssl_ctx.engine.task import TrainingTask
-from ssl_ctx.models import build_encoder
-from ssl_ctx.pretext.losses import discriminator_loss, generator_adversarial_loss
-from ssl_ctx.registry import ENCODERS
+from ssl_ctx.models import build_encoder, encoder_spec
 
 
 @dataclass(frozen=True)
@@ -32,56 +30,55 @@ class DataInfo:
     num_classes: int | None = None
 
 
-def encoder_kwargs(config: Config) -> dict[str, Any]:
-    """The model config's options that the encoder's builder accepts (AlexNet: ``norm``, ``width``, ``groups``)."""
-    name = config.model.encoder
-    if name.startswith("timm:"):
-        return {}
-    builder = ENCODERS.get(name)
-    accepted = inspect.signature(builder).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
-        # A builder that forwards **kwargs: look at the class it returns.
-        built = typing.get_type_hints(builder).get("return")
-        accepted = inspect.signature(built).parameters if isinstance(built, type) else accepted
-    offered = {"norm": config.model.norm, "width": config.model.width, "groups": config.model.groups}
-    return {key: value for key, value in offered.items() if key in accepted}
-
-
 class PretextMethod(TrainingTask):
-    """Base of every pretext method: owns ``self.encoder``; subclasses add heads and :meth:`losses`."""
+    """Base of every pretext method: owns ``self.encoder``; subclasses add heads in :meth:`build` and implement
+    :meth:`losses`.
 
+    Args:
+        model, mask, method: the config sections the method is built and trained with (``model.*`` builds the
+            encoder, ``mask.*`` drops regions, ``method.*`` holds the loss options).
+        data: what the method knows about its training data (input size, mean colour, classes).
+        seed: the run's seed, from which masks and other per-step draws are made (:meth:`step_generator`).
+    """
+
+    kind = "pretext"
     name: ClassVar[str] = "base"
     needs_labels: ClassVar[bool] = False  # the training split must have class labels
     trains: ClassVar[bool] = True  # False: the initial weights are the result (random_init)
 
-    def __init__(self, config: Config, data: DataInfo) -> None:
+    def __init__(self, model: ModelConfig, mask: MaskConfig, method: MethodConfig, data: DataInfo,
+                 seed: int = 0) -> None:
         super().__init__()
-        self.config = config
+        self.model_config, self.mask_config, self.method_config = model, mask, method
         self.data = data
-        self.encoder = build_encoder(config.model.encoder, **encoder_kwargs(config))
+        self.seed = seed
+        self.build()
+
+    @classmethod
+    def from_config(cls, config: Config, data: DataInfo) -> PretextMethod:
+        """The method built with the sections of ``config`` it uses."""
+        return cls(config.model, config.mask, config.method, data, config.train.seed)
 
     # -------------------------------------------------------------------------------- to override
+
+    def build(self) -> None:
+        """Make the networks. The default makes ``self.encoder`` from ``model.*`` (its spec goes into checkpoints);
+        a method adds its heads after ``super().build()``."""
+        self.encoder = build_encoder(encoder_spec(self.model_config.encoder, self.model_config))
 
     def losses(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
         """Return ``{"loss": scalar, ...}`` for one batch; ``generator`` seeds any randomness (masks)."""
         raise NotImplementedError
+
+    def evaluate_batch(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """Held-out values of one batch, averaged over batches into ``eval_<name>`` metrics (default: the losses)."""
+        return {name: value.detach() for name, value in self.losses(batch, generator).items()}
 
     def image_grid(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
         """Optional ``(3, H, W)`` picture in ``[0, 1]`` for TensorBoard."""
         return None
 
     # ---------------------------------------------------------------------------- shared machinery
-
-    def configure_optimizers(self, optim: OptimConfig) -> dict[str, torch.optim.Optimizer]:
-        return {"model": build_optimizer(self.parameters(), optim, device_type=self._device_type())}
-
-    def trained_modules(self) -> dict[str, list[nn.Module]]:
-        """One group, or with a discriminator: the generator (every other child) and the discriminator."""
-        discriminator = getattr(self, "discriminator", None)
-        if discriminator is None:
-            return super().trained_modules()
-        return {"generator": [child for name, child in self.named_children() if name != "discriminator"],
-                "discriminator": [discriminator]}
 
     def train_step(self, batch: dict[str, torch.Tensor], optimizers: dict[str, torch.optim.Optimizer],
                    step: int) -> dict[str, torch.Tensor]:
@@ -92,67 +89,24 @@ class PretextMethod(TrainingTask):
     def step_generator(self, step: int, device: torch.device, stream: int = 0) -> torch.Generator:
         """A device generator seeded from (seed, step, stream): masks repeat exactly after a resume."""
         generator = torch.Generator(device=device)
-        state = np.random.SeedSequence([self.config.train.seed, step, stream, 11]).generate_state(1)[0]
+        state = np.random.SeedSequence([self.seed, step, stream, 11]).generate_state(1)[0]
         generator.manual_seed(int(state))
         return generator
 
-    @torch.no_grad()
-    def evaluate(self, loader: Any, autocast: Any, max_batches: int | None = None) -> dict[str, float]:
-        """Average :meth:`evaluate_batch` over held-out batches (fixed masks: the generator is seeded per batch)."""
-        self.eval()
-        totals: dict[str, torch.Tensor] = {}
-        count = 0
-        for number, batch in enumerate(loader.batches(0)):
-            if max_batches is not None and number >= max_batches:
-                break
-            with autocast():
-                values = self.evaluate_batch(batch, self.step_generator(number, batch["image"].device, stream=1))
-            for name, value in values.items():
-                totals[name] = totals.get(name, 0) + value.float()
-            count += 1
-        return {f"eval_{name}": float(all_reduce_mean(total / max(count, 1))) for name, total in totals.items()}
+    def evaluation_step(self, batch: dict[str, torch.Tensor], number: int) -> dict[str, torch.Tensor]:
+        """:meth:`evaluate_batch` with fixed masks: the generator is seeded by the batch's number."""
+        generator = self.step_generator(number, batch["image"].device, stream=1)
+        return {name: value.float() for name, value in self.evaluate_batch(batch, generator).items()}
 
-    def evaluate_batch(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
-        return {name: value.detach() for name, value in self.losses(batch, generator).items()}
-
-    # ----------------------------------------------------------------- adversarial (joint) training
-
-    def adversarial_optimizers(self, generator_params: list[nn.Parameter],
-                               optim: OptimConfig) -> dict[str, torch.optim.Optimizer]:
-        """Generator and discriminator optimisers; the generator's lr is 10x when 0 < λ_rec < 1 (released code)."""
-        method = self.config.method
-        scale = method.generator_lr_multiplier if 0 < method.lambda_rec < 1 else 1.0
-        device_type = self._device_type()
-        return {"generator": build_optimizer(generator_params, optim, lr_scale=scale, device_type=device_type),
-                "discriminator": build_optimizer(self.discriminator.parameters(), optim, device_type=device_type)}
-
-    def adversarial_step(self, real: torch.Tensor, fake: torch.Tensor, loss_rec: torch.Tensor,
-                         optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, torch.Tensor]:
-        """One discriminator step (``real`` vs ``fake``), then one generator step on the joint loss
-        ``λ_rec · loss_rec + λ_adv · L_adv`` (standard GAN BCE; the discriminator never sees the context alone)."""
-        method = self.config.method
-
-        def discriminate(images: torch.Tensor) -> torch.Tensor:
-            return self.trained_call("discriminator", self.discriminator, images)
-
-        loss_d = discriminator_loss(discriminate(real), discriminate(fake.detach()))
-        optimize(loss_d, optimizers["discriminator"])
-        loss_adv = generator_adversarial_loss(discriminate(fake))
-        loss = method.lambda_rec * loss_rec + method.lambda_adv * loss_adv
-        # The discriminator's weights also receive gradients here; its next zero_grad clears them.
-        optimize(loss, optimizers["generator"])
-        return {"loss": loss.detach(), "loss_rec": loss_rec.detach(), "loss_adv": loss_adv.detach(),
-                "loss_discriminator": loss_d.detach()}
+    def evaluation_summary(self, totals: dict[str, torch.Tensor], batches: int) -> dict[str, float]:
+        """The mean over batches (and processes) of each value, as ``eval_<name>``."""
+        return {f"eval_{name}": float(all_reduce_mean(total / max(batches, 1))) for name, total in totals.items()}
 
     def checkpoint_metadata(self) -> dict[str, Any]:
-        """What a checkpoint stores beside the weights and the config. ``data_info`` (input size, mean colour
-        0-255 that fills the holes, classes) lets a checkpoint rebuild this method without its training data."""
+        """The task's, and ``data_info`` (input size, mean colour 0-255 that fills the holes, classes), which lets a
+        checkpoint rebuild this method without its training data."""
         data = self.data
-        return {"kind": "pretext", "method": self.name, "encoder": self.config.model.encoder,
-                "encoder_prefix": "encoder.",
+        return {**super().checkpoint_metadata(),
                 "data_info": {"input_size": [int(v) for v in data.input_size],
                               "mean_rgb": None if data.mean_rgb is None else [float(v) for v in data.mean_rgb],
                               "num_classes": None if data.num_classes is None else int(data.num_classes)}}
-
-    def _device_type(self) -> str:
-        return next(self.parameters()).device.type

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import torch
 
-from ssl_ctx.config import Config, OptimConfig
-from ssl_ctx.errors import UserError
 from ssl_ctx.engine.distributed import shard_of_global_draw
+from ssl_ctx.errors import UserError, unknown_name_error
 from ssl_ctx.masks import apply_mask, fill_value, make_masks
 from ssl_ctx.models import ChannelwiseBottleneck, Discriminator, UpconvDecoder, last_feature_shape
-from ssl_ctx.pretext.base import DataInfo, PretextMethod
-from ssl_ctx.errors import unknown_name_error
+from ssl_ctx.pretext.adversarial import Adversarial
+from ssl_ctx.pretext.base import PretextMethod
 from ssl_ctx.pretext.losses import masked_l2, reconstruction_loss
 from ssl_ctx.registry import PRETEXT_METHODS
 
@@ -32,14 +31,17 @@ DISCRIMINATOR_INPUTS = ("raw", "pasted")
 
 
 @PRETEXT_METHODS.register("context_encoder")
-class ContextEncoder(PretextMethod):
+class ContextEncoder(Adversarial, PretextMethod):
     """Fills the hole of a masked image. Input and output: ``(B, 3, H, W)`` in [-1, 1]."""
 
     name = "context_encoder"
 
-    def __init__(self, config: Config, data: DataInfo) -> None:
-        super().__init__(config, data)
-        model = config.model
+    def build(self) -> None:
+        super().build()
+        model, data = self.model_config, self.data
+        choice = self.method_config.discriminator_input
+        if choice not in DISCRIMINATOR_INPUTS:
+            raise unknown_name_error("method.discriminator_input", choice, DISCRIMINATOR_INPUTS)
         deepest = last_feature_shape(self.encoder, data.input_size)
         self.feature_name, channels, height, width = deepest.name, deepest.channels, deepest.height, deepest.width
         if height != width:
@@ -49,8 +51,8 @@ class ContextEncoder(PretextMethod):
         self.decoder = UpconvDecoder(channels, height, data.input_size[0], widths=model.decoder_widths,
                                      norm=model.decoder_norm)
         self.discriminator = (Discriminator(data.input_size[0], widths=model.discriminator_widths)
-                              if config.method.adversarial else None)
-        self.register_buffer("fill", fill_value(config.mask, data.mean_rgb), persistent=False)
+                              if self.method_config.adversarial else None)
+        self.register_buffer("fill", fill_value(self.mask_config, data.mean_rgb), persistent=False)
 
     # ------------------------------------------------------------------------------------ the model
 
@@ -59,7 +61,7 @@ class ContextEncoder(PretextMethod):
         batch, _, height, width = images.shape
         # Under torchrun, masks are drawn for the global batch and each process keeps its samples' rows.
         mask = shard_of_global_draw(
-            lambda count: make_masks(self.config.mask, count, height, width, images.device, generator), batch)
+            lambda count: make_masks(self.mask_config, count, height, width, images.device, generator), batch)
         return mask, mask
 
     def reconstruct(self, images: torch.Tensor, input_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -69,7 +71,7 @@ class ContextEncoder(PretextMethod):
         return self.decoder(self.bottleneck(features)), masked
 
     def reconstruction_loss(self, output: torch.Tensor, images: torch.Tensor, loss_mask: torch.Tensor) -> torch.Tensor:
-        method = self.config.method
+        method = self.method_config
         return reconstruction_loss(output, images, loss_mask, method.context_weight, method.loss_normalisation)
 
     def losses(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
@@ -95,21 +97,12 @@ class ContextEncoder(PretextMethod):
 
     # --------------------------------------------------------------------------------- adversarial
 
-    def configure_optimizers(self, optim: OptimConfig) -> dict[str, torch.optim.Optimizer]:
-        if self.discriminator is None:
-            return super().configure_optimizers(optim)
-        generator_params = [p for name, p in self.named_parameters() if not name.startswith("discriminator.")]
-        return self.adversarial_optimizers(generator_params, optim)
-
-    def train_step(self, batch: dict[str, torch.Tensor], optimizers: dict[str, torch.optim.Optimizer],
-                   step: int) -> dict[str, torch.Tensor]:
-        if self.discriminator is None:
-            return super().train_step(batch, optimizers, step)
+    def adversarial_inputs(self, batch: dict[str, torch.Tensor], step: int,
+                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Real images; the generator's raw output or its prediction pasted into the real context
+        (``method.discriminator_input``); the reconstruction loss on the hole."""
         images = batch["image"]
         input_mask, loss_mask = self.masks(images, self.step_generator(step, images.device))
         output, _ = self.trained_call("generator", self.reconstruct, images, input_mask)
-        choice = self.config.method.discriminator_input
-        if choice not in DISCRIMINATOR_INPUTS:
-            raise unknown_name_error("method.discriminator_input", choice, DISCRIMINATOR_INPUTS)
-        fake = output if choice == "raw" else torch.where(loss_mask, output, images)
-        return self.adversarial_step(images, fake, self.reconstruction_loss(output, images, loss_mask), optimizers)
+        fake = output if self.method_config.discriminator_input == "raw" else torch.where(loss_mask, output, images)
+        return images, fake, self.reconstruction_loss(output, images, loss_mask)

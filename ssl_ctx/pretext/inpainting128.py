@@ -4,7 +4,7 @@ The generator (:class:`~ssl_ctx.models.InpaintingGenerator128`) sees the whole 1
 ``64 - 2·overlap`` square (56x56 for the code's ``overlapPred=4``) filled with the mean colour, and predicts the
 central 64x64, i.e. the hole plus an ``overlap``-px border of known context around it.
 
-Loss (``config.method``):
+Loss (``method.*``):
 
 * reconstruction ``L_rec = mean over the (B, 3, 64, 64) patch of w ⊙ (x̂ − x)²`` on the ``[-1, 1]`` scale,
   with ``w = 1`` on the hole and ``model.overlap_weight`` (10) on the overlap border: the released code's
@@ -21,36 +21,33 @@ For inpainting, :meth:`inpaint` returns the image with the predicted 64x64 centr
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import nn
 
-from ssl_ctx.config import Config, OptimConfig
-from ssl_ctx.engine.optim import build_optimizer
 from ssl_ctx.errors import UserError
-from ssl_ctx.masks import apply_mask, fill_value
+from ssl_ctx.masks import apply_mask, central_mask, central_square, fill_value
 from ssl_ctx.models import InpaintingGenerator128, inpainting_discriminator, overlap_weight_map
 from ssl_ctx.models.inpainting import INPUT_SIZE, OUTPUT_SIZE
-from ssl_ctx.pretext.base import DataInfo, PretextMethod
+from ssl_ctx.pretext.adversarial import Adversarial
+from ssl_ctx.pretext.base import PretextMethod
 from ssl_ctx.pretext.context_encoder import side_by_side
 from ssl_ctx.pretext.losses import masked_l2
 from ssl_ctx.registry import PRETEXT_METHODS
 
 
 @PRETEXT_METHODS.register("inpainting128")
-class Inpainting128(PretextMethod):
+class Inpainting128(Adversarial, PretextMethod):
     """Centre inpainting at 128 px. Images ``(B, 3, 128, 128)`` in ``[-1, 1]``; prediction ``(B, 3, 64, 64)``."""
 
     name = "inpainting128"
+    encoder_path = "generator.encoder"  # the encoder is the generator's first part
     inpaint_hole: ClassVar[str] = "central"  # read by ssl_ctx.inpaint.model: one fixed central hole
 
-    def __init__(self, config: Config, data: DataInfo) -> None:
-        # The base class builds ``config.model.encoder`` itself; here the encoder is part of the generator,
-        # so the base initialiser is skipped and its two attributes are set directly.
-        nn.Module.__init__(self)
-        self.config, self.data = config, data
-        model, mask = config.model, config.mask
+    def build(self) -> None:
+        """The generator (its encoder is what probes transfer) and, for the joint loss, the discriminator."""
+        model, mask, data = self.model_config, self.mask_config, self.data
         if tuple(data.input_size) != (INPUT_SIZE, INPUT_SIZE):
             raise UserError(f"inpainting128 works on {INPUT_SIZE}x{INPUT_SIZE} images, got input size "
                             f"{tuple(data.input_size)}; set data.input_size={INPUT_SIZE}")
@@ -62,11 +59,12 @@ class Inpainting128(PretextMethod):
             raise UserError(f"model.overlap={model.overlap} leaves no hole in the {OUTPUT_SIZE}-px centre")
         self.generator = InpaintingGenerator128(bottleneck_dim=model.bottleneck_dim)
         self.discriminator = (inpainting_discriminator(model.discriminator_widths)
-                              if config.method.adversarial else None)
+                              if self.method_config.adversarial else None)
         self.overlap = model.overlap
-        self.centre = (INPUT_SIZE - OUTPUT_SIZE) // 2  # 32: top-left of the predicted patch
+        # 32: top-left of the predicted 64x64 patch, the central square of half the side.
+        self.centre, _, _ = central_square(INPUT_SIZE, INPUT_SIZE, OUTPUT_SIZE / INPUT_SIZE)
         # (top, left, side) of the hole in the 128-px input: the predicted patch less the overlap border.
-        self.hole_box = (self.centre + self.overlap, self.centre + self.overlap, OUTPUT_SIZE - 2 * self.overlap)
+        self.hole_box = central_square(INPUT_SIZE, INPUT_SIZE, mask.central_fraction, border=model.overlap)
         self.register_buffer("fill", fill_value(mask, data.mean_rgb), persistent=False)
         self.register_buffer("loss_weights", overlap_weight_map(OUTPUT_SIZE, model.overlap, model.overlap_weight),
                              persistent=False)
@@ -80,10 +78,8 @@ class Inpainting128(PretextMethod):
 
     def hole_mask(self, images: torch.Tensor) -> torch.Tensor:
         """bool ``(B, 1, 128, 128)``, True on the central ``64 - 2·overlap`` square."""
-        top, left, side = self.hole_box
-        mask = torch.zeros(images.shape[0], 1, *images.shape[-2:], dtype=torch.bool, device=images.device)
-        mask[..., top:top + side, left:left + side] = True
-        return mask
+        return central_mask(images.shape[0], *images.shape[-2:], self.mask_config.central_fraction, images.device,
+                            border=self.overlap)
 
     def centre_of(self, images: torch.Tensor) -> torch.Tensor:
         """The 64x64 patch the generator predicts: ``images[..., 32:96, 32:96]``."""
@@ -144,20 +140,9 @@ class Inpainting128(PretextMethod):
 
     # --------------------------------------------------------------------------------- adversarial
 
-    def configure_optimizers(self, optim: OptimConfig) -> dict[str, torch.optim.Optimizer]:
-        if self.discriminator is None:
-            return {"model": build_optimizer(self.generator.parameters(), optim, device_type=self._device_type())}
-        return self.adversarial_optimizers(list(self.generator.parameters()), optim)
-
-    def train_step(self, batch: dict[str, torch.Tensor], optimizers: dict[str, torch.optim.Optimizer],
-                   step: int) -> dict[str, torch.Tensor]:
-        if self.discriminator is None:
-            return super().train_step(batch, optimizers, step)
+    def adversarial_inputs(self, batch: dict[str, torch.Tensor], step: int,
+                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The real centre 64x64, the predicted one, and the overlap-weighted reconstruction loss."""
         images = batch["image"]
         centre, _ = self.trained_call("generator", self.predict, images)
-        return self.adversarial_step(self.centre_of(images), centre, self.reconstruction_loss(centre, images),
-                                     optimizers)
-
-    def checkpoint_metadata(self) -> dict[str, Any]:
-        """The base's, with the encoder under ``generator.encoder.``."""
-        return {**super().checkpoint_metadata(), "encoder": "inpainting128", "encoder_prefix": "generator.encoder."}
+        return self.centre_of(images), centre, self.reconstruction_loss(centre, images)

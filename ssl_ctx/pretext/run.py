@@ -8,11 +8,11 @@ from typing import Any
 import torch
 
 from ssl_ctx.config import Config, save_config
-from ssl_ctx.data.loader import load_splits, loader_for
+from ssl_ctx.data.loader import input_size_of, load_splits, loader_for
 from ssl_ctx.engine.trainer import Trainer, run_label
 from ssl_ctx.errors import UserError
 from ssl_ctx.pretext.base import DataInfo
-from ssl_ctx.registry import PRETEXT_METHODS, import_builtins
+from ssl_ctx.registry import PRETEXT_METHODS
 from ssl_ctx.results.records import write_record
 
 
@@ -24,33 +24,32 @@ def run_pretrain(config: Config, resume: bool = False, deadline: float | None = 
     has passed; the same call with ``resume=True`` continues. ``allow_changes``: settings keys (or sections) a
     resume may change (:class:`~ssl_ctx.engine.trainer.Trainer`).
     """
-    import_builtins()
     started = time.perf_counter()
     run_dir = config.run_dir
     method_cls = PRETEXT_METHODS.get(config.method.name)
     trainer = Trainer(config, run_dir, resume=resume, label=run_label(config, "pretext"), deadline=deadline,
                       allow_changes=allow_changes)
-    train_split, eval_split = load_splits(config)
+    train_split, eval_split = load_splits(config.data)
     if method_cls.needs_labels and train_split.labels is None:
         raise UserError(f"method '{config.method.name}' needs class labels, but {config.data.dataset}/"
                         f"{config.data.train_split} has none; use a labelled dataset")
-    size = config.data.input_size
-    input_size = (size, size) if size else tuple(train_split.images.shape[1:3])
-    info = DataInfo(input_size=input_size, mean_rgb=tuple(train_split.mean_rgb),
+    info = DataInfo(input_size=input_size_of(config.data.input_size, train_split), mean_rgb=tuple(train_split.mean_rgb),
                     num_classes=len(train_split.class_names) if train_split.labels is not None else None)
     torch.manual_seed(config.train.seed)  # the initial weights depend on train.seed (rank 0's reach every process)
-    method = method_cls(config, info)
+    method = method_cls.from_config(config, info)
     if trainer.is_main:
         save_config(config, run_dir / "config.yaml")
 
     process = trainer.process
     with trainer:  # closes TensorBoard's writer thread, on errors too
         if method.trains:
-            loader = loader_for(train_split, config, trainer.device, True, process.rank, process.world_size)
+            loader = loader_for(train_split, config.data, config.train, trainer.device, True, process.rank,
+                                process.world_size)
             metrics = trainer.fit(method, loader)
         else:
             metrics = trainer.save_untrained(method)
-        eval_loader = loader_for(eval_split, config, trainer.device, False, process.rank, process.world_size)
+        eval_loader = loader_for(eval_split, config.data, config.train, trainer.device, False, process.rank,
+                                 process.world_size)
         metrics.update(method.evaluate(eval_loader, trainer.autocast, config.train.eval_batches))
         trainer.log_scalars(metrics, int(metrics.get("train_steps", 0)), "eval")
     if trainer.is_main:

@@ -5,10 +5,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssl_ctx.config import Config
 from ssl_ctx.errors import UserError
 from ssl_ctx.models import last_feature_shape
-from ssl_ctx.pretext.base import DataInfo, PretextMethod
+from ssl_ctx.pretext.base import PretextMethod
 from ssl_ctx.registry import PRETEXT_METHODS
 
 
@@ -19,11 +18,12 @@ class Supervised(PretextMethod):
     name = "supervised"
     needs_labels = True
 
-    def __init__(self, config: Config, data: DataInfo) -> None:
-        super().__init__(config, data)
+    def build(self) -> None:
+        super().build()
+        data = self.data
         if not data.num_classes:
-            raise UserError(f"method 'supervised' needs class labels, but dataset '{config.data.dataset}' "
-                            f"has none; use a labelled dataset such as tiny-imagenet-200")
+            raise UserError("method 'supervised' needs class labels, but its training data has none; use a "
+                            "labelled dataset such as tiny-imagenet-200")
         deepest = last_feature_shape(self.encoder, data.input_size)
         self.feature_name = deepest.name
         features = deepest.channels * deepest.height * deepest.width

@@ -1,9 +1,11 @@
 """Downstream probes: classification, detection and segmentation of a transferred encoder.
 
 ``run_probe(config)`` builds the encoder named by ``probe.init`` (``random``, ``timm:<name>``, a pretext
-checkpoint, an exported encoder or a state dict; see :mod:`ssl_ctx.probes.encoder_loading`), runs the task registered under ``probe.task`` in
-``PROBES`` with the shared ``Trainer``, evaluates it on the held-out split, writes ``run_dir/record.json``
-and prints the probe's settings with its result. Importing this package registers the built-in probes.
+checkpoint, an exported encoder or a state dict; see :mod:`ssl_ctx.probes.encoder_loading`), runs the probe
+registered under ``probe.task`` in ``PROBES`` with a :class:`~ssl_ctx.probes.common.ProbeContext` (the encoder,
+the shared ``Trainer`` and the config sections a probe reads), writes ``run_dir/record.json`` and prints the
+probe's settings with its result. Importing this package registers the built-in probes; a plug-in probe is one
+module registered through the ``ssl_ctx.probes`` entry-point group (``plugins/knn_probe``).
 """
 from __future__ import annotations
 
@@ -17,11 +19,11 @@ import torch
 from ssl_ctx.config import Config, save_config
 from ssl_ctx.probes import classification, detection, segmentation  # noqa: F401  (registration)
 from ssl_ctx.probes.batch_norm import recompute_batch_norm_statistics
-from ssl_ctx.probes.common import parse_layers, probe_kind, resolve_solver
-from ssl_ctx.probes.encoder_loading import describe_encoder, encoder_options, load_encoder
+from ssl_ctx.probes.common import ProbeContext, ProbeTask, feature_root, parse_layers, probe_kind, resolve_solver
+from ssl_ctx.probes.encoder_loading import describe_encoder, load_encoder
 from ssl_ctx.registry import PROBES
 
-__all__ = ["load_encoder", "probe_settings", "run_probe"]
+__all__ = ["ProbeContext", "ProbeTask", "load_encoder", "probe_settings", "run_probe"]
 
 
 def probe_settings(config: Config) -> dict[str, Any]:
@@ -58,27 +60,27 @@ def run_probe(config: Config, resume: bool = False, deadline: float | None = Non
     """
     from ssl_ctx.data.loader import load_splits
     from ssl_ctx.engine.trainer import Trainer, run_label
-    from ssl_ctx.registry import import_builtins
+    from ssl_ctx.models import encoder_spec
     from ssl_ctx.results.records import write_record
 
-    import_builtins()
     started = time.perf_counter()
     if config.probe.init.startswith("timm:"):  # the timm model is the encoder: say so in the resolved config
         config = dataclasses.replace(config, model=dataclasses.replace(config.model, encoder=config.probe.init))
     probe_fn = PROBES.get(config.probe.task)
     resolve_solver(config.probe)
     torch.manual_seed(config.train.seed)  # the head's (and a random encoder's) initial weights
-    encoder = load_encoder(config.probe.init, config.model.encoder,
-                           **encoder_options(config.model.encoder, config.model))
+    encoder = load_encoder(config.probe.init, encoder_spec(config.model.encoder, config.model))
     parse_layers(config.probe.layer, encoder)
     trainer = Trainer(config, config.run_dir, resume=resume, label=run_label(config, "probe"), deadline=deadline,
                       allow_changes=allow_changes)
     if trainer.is_main:
         save_config(config, config.run_dir / "config.yaml")
     with trainer:  # closes TensorBoard's writer thread, on errors too
-        normalisation = recompute_batch_norm_statistics(encoder.to(trainer.device), config,
-                                                        load_splits(config)[0], trainer.device)
-        outcome = probe_fn(config, encoder, trainer)
+        normalisation = recompute_batch_norm_statistics(encoder.to(trainer.device), config.probe, config.data,
+                                                        config.train, load_splits(config.data)[0], trainer.device)
+        context = ProbeContext(encoder, trainer, config.probe, config.data, config.train,
+                               feature_root(config.probe.init, config.run_dir))
+        outcome = probe_fn(context)
         metrics, details = outcome["metrics"], outcome["details"]
         scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
         trainer.log_scalars(scalars, int(metrics.get("train_steps", 0)), "eval")

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ssl_ctx.config import DataConfig, ProbeConfig, TrainConfig
 from ssl_ctx.errors import unknown_name_error
 
 BN_STATISTICS = ("recompute", "keep")
@@ -26,11 +27,12 @@ def has_batch_norm(encoder: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in encoder.modules())
 
 
-def clean_images(config: Any, split: Any, device: torch.device, count: int) -> Iterator[torch.Tensor]:
+def clean_images(data: DataConfig, train: TrainConfig, split: Any, device: torch.device,
+                 count: int) -> Iterator[torch.Tensor]:
     """Up to ``count`` training images ``(B, 3, H, W)`` at the probe's input size: no mask, crop or flip."""
     from ssl_ctx.data.loader import loader_for
 
-    loader = loader_for(split, config, device, True, crop_scale=1.0, hflip=False, seed=_ORDER_SEED,
+    loader = loader_for(split, data, train, device, True, crop_scale=1.0, hflip=False, seed=_ORDER_SEED,
                         drop_last=False)
     seen = 0
     for batch in loader.batches(0):
@@ -41,9 +43,11 @@ def clean_images(config: Any, split: Any, device: torch.device, count: int) -> I
         yield images
 
 
-def recompute_batch_norm_statistics(encoder: nn.Module, config: Any, split: Any, device: torch.device) -> str:
-    """Apply ``config.probe.bn_statistics`` to ``encoder`` in place; returns the sentence the record keeps."""
-    choice, count = config.probe.bn_statistics, config.probe.bn_images
+def recompute_batch_norm_statistics(encoder: nn.Module, probe: ProbeConfig, data: DataConfig, train: TrainConfig,
+                                    split: Any, device: torch.device) -> str:
+    """Apply ``probe.bn_statistics`` to ``encoder`` in place, with images of ``split`` batched as ``data`` and
+    ``train`` say; returns the sentence the record keeps."""
+    choice, count = probe.bn_statistics, probe.bn_images
     if choice not in BN_STATISTICS:
         raise unknown_name_error("probe.bn_statistics", choice, BN_STATISTICS)
     if not has_batch_norm(encoder):
@@ -51,5 +55,5 @@ def recompute_batch_norm_statistics(encoder: nn.Module, config: Any, split: Any,
     if choice == "keep":
         return "BatchNorm statistics kept from the checkpoint"
     count = min(count, len(split))
-    torch.optim.swa_utils.update_bn(clean_images(config, split, device, count), encoder, device)
+    torch.optim.swa_utils.update_bn(clean_images(data, train, split, device, count), encoder, device)
     return f"BatchNorm statistics recomputed on {count} unmasked training images ({split.dataset}/{split.split})"

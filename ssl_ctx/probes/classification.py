@@ -16,32 +16,24 @@ Tiny-ImageNet: train -> val (in-domain); CIFAR-10: train -> test (transfer).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssl_ctx.config import Config
 from ssl_ctx.engine.optim import optimize
 from ssl_ctx.errors import UserError, warn
 from ssl_ctx.models import feature_shapes
-from ssl_ctx.probes.common import (
-    ProbeTask,
-    annotated_splits,
-    check_mode,
-    frozen_features,
-    input_size_of,
-    num_classes_of,
-    parse_layers,
-    pooled_side,
-    resolve_solver,
-    trainer_loaders,
-)
+from ssl_ctx.probes.common import ProbeContext, ProbeTask, parse_layers, pooled_side
 from ssl_ctx.probes.features import FeatureSpec
 from ssl_ctx.probes.linear_models import fit_ridge_classifier, stratified_holdout
 from ssl_ctx.probes.metrics import top1_correct
 from ssl_ctx.registry import PROBES
+
+LABELLED_DATASETS = "tiny-imagenet-200 or cifar10"  # named when a dataset without class labels is given
 
 
 class PooledLinearHead(nn.Module):
@@ -63,11 +55,11 @@ class PooledLinearHead(nn.Module):
 class ClassificationProbe(ProbeTask):
     """Encoder -> ``layer`` -> :class:`PooledLinearHead`. Input ``(B, 3, H, W)`` in [-1, 1] -> logits ``(B, K)``."""
 
-    task_name = "classification"
+    name = "classification"
 
     def __init__(self, encoder: nn.Module, layer: str, num_classes: int, input_size: tuple[int, int],
-                 pooled_features: int = 9216, finetune: bool = False, encoder_name: str = "") -> None:
-        super().__init__(encoder, finetune, encoder_name)
+                 pooled_features: int = 9216, finetune: bool = False) -> None:
+        super().__init__(encoder, finetune)
         shape = feature_shapes(encoder, input_size)[layer]
         self.layer = layer
         self.pool = pooled_side(shape.channels, shape.height, shape.width, pooled_features)
@@ -89,35 +81,33 @@ class ClassificationProbe(ProbeTask):
         accuracy = top1_correct(logits.detach(), batch["label"]).float() / batch["label"].numel()
         return {"loss": loss.detach(), "batch_accuracy": accuracy}
 
-    @torch.no_grad()
-    def evaluate(self, loader: Any, autocast: Any) -> dict[str, float]:
-        """Top-1 accuracy over every image of ``loader``."""
-        self.eval()
-        correct = torch.zeros((), dtype=torch.long, device=next(self.parameters()).device)
-        total = 0
-        for batch in loader.batches(0):
-            with autocast():
-                logits = self(batch["image"])
-            correct += top1_correct(logits.float(), batch["label"])
-            total += batch["label"].numel()
-        return {"top1": float(correct) / max(total, 1), "eval_images": float(total)}
+    def evaluation_step(self, batch: dict[str, torch.Tensor], number: int) -> dict[str, Any]:
+        return {"correct": top1_correct(self(batch["image"]).float(), batch["label"]),
+                "images": batch["label"].numel()}
+
+    def evaluation_summary(self, totals: dict[str, Any], batches: int) -> dict[str, float]:
+        """Top-1 accuracy over every image evaluated."""
+        images = totals.get("images", 0)
+        return {"top1": float(totals.get("correct", 0)) / max(images, 1), "eval_images": float(images)}
 
 
-@PROBES.register("classification")
-def run_classification(config: Config, encoder: nn.Module, trainer: Any) -> dict[str, Any]:
+@PROBES.register("classification", frozen_solver="ridge")
+def run_classification(context: ProbeContext) -> dict[str, Any]:
     """Fit the probe on ``data.train_split`` and measure top-1 on ``data.eval_split``."""
-    train_split, eval_split = annotated_splits(config, "labels", "classification", "tiny-imagenet-200 or cifar10")
-    input_size = input_size_of(config, train_split)
-    num_classes = num_classes_of(config, train_split)
-    if resolve_solver(config.probe) == "ridge":
-        return _ridge_probe(config, encoder, trainer, train_split, eval_split, input_size, num_classes)
-    finetune = check_mode(config.probe.mode)
-    (layer,) = _one_layer(config.probe.layer, encoder)
-    task = ClassificationProbe(encoder, layer, num_classes, input_size, config.probe.pooled_features, finetune,
-                               config.model.encoder)
-    train_loader, eval_loader = trainer_loaders(config, trainer, train_split, eval_split)
-    metrics = trainer.fit(task, train_loader)
-    metrics.update(task.evaluate(eval_loader, trainer.autocast))
+    probe = context.probe
+    if context.solver == "ridge":
+        protocol = (f"frozen encoder, closed-form ridge per layer on avg-pooled features (~{probe.pooled_features}"
+                    f" per layer), penalty chosen on {probe.holdout_fraction:.0%} of train")
+        return per_layer_classifier_probe(context, ridge_classifier(probe.ridge_alphas), protocol)
+    train_split, eval_split = context.splits("labels", LABELLED_DATASETS)
+    input_size = context.input_size(train_split)
+    num_classes = context.num_classes(train_split)
+    (layer,) = _one_layer(probe.layer, context.encoder)
+    task = ClassificationProbe(context.encoder, layer, num_classes, input_size, probe.pooled_features,
+                               context.finetune)
+    train_loader, eval_loader = context.loaders(train_split, eval_split)
+    metrics = context.trainer.fit(task, train_loader)
+    metrics.update(task.evaluate(eval_loader, context.trainer.autocast))
     details = {
         "pooling": f"avg {task.pool[0]}x{task.pool[1]} of {layer} "
                    f"{task.feature_shape.channels}x{task.feature_shape.height}x{task.feature_shape.width} "
@@ -130,33 +120,54 @@ def run_classification(config: Config, encoder: nn.Module, trainer: Any) -> dict
     return {"metrics": metrics, "details": details}
 
 
-def _ridge_probe(config: Config, encoder: nn.Module, trainer: Any, train_split: Any, eval_split: Any,
-                 input_size: tuple[int, int], num_classes: int) -> dict[str, Any]:
-    """One closed-form ridge classifier per layer on cached pooled features; ``top1@<layer>`` on the eval split."""
-    probe = config.probe
-    layers = parse_layers(probe.layer, encoder)
-    shapes = feature_shapes(encoder, input_size)
+# A classifier of one layer's frozen features: (layer, train features (N, D), train labels (N,), eval features (M, D),
+# classes, held-out rows of train (N,) bool) -> (eval predictions (M,), what the record keeps of the fit).
+LayerClassifier = Callable[[str, np.ndarray, np.ndarray, np.ndarray, int, np.ndarray], tuple[np.ndarray, dict]]
+
+
+def ridge_classifier(alphas: list[float]) -> LayerClassifier:
+    """Closed-form ridge (:func:`~ssl_ctx.probes.linear_models.fit_ridge_classifier`), its penalty among
+    ``alphas`` chosen on the held-out rows."""
+
+    def classify(layer: str, train: np.ndarray, labels: np.ndarray, evaluation: np.ndarray, num_classes: int,
+                 holdout: np.ndarray) -> tuple[np.ndarray, dict]:
+        fit = fit_ridge_classifier(train, labels, num_classes, alphas, holdout)
+        if warning := fit.grid_edge_warning(f"classification probe at {layer}"):
+            warn(warning)
+        return fit.predict(evaluation), {"alpha": fit.alpha,
+                                         "holdout_top1": {str(a): v for a, v in fit.holdout_accuracy.items()}}
+
+    return classify
+
+
+def per_layer_classifier_probe(context: ProbeContext, classify: LayerClassifier, protocol: str) -> dict[str, Any]:
+    """One classifier per layer of ``probe.layer`` on cached pooled frozen features (each map average-pooled to
+    about ``probe.pooled_features`` values); ``top1@<layer>`` on the eval split. ``protocol``: the sentence the
+    tables print for the probe. A frozen-feature classification probe (ridge here, k-NN in a plug-in) is this
+    with its ``classify``."""
+    probe = context.probe
+    train_split, eval_split = context.splits("labels", LABELLED_DATASETS)
+    input_size = context.input_size(train_split)
+    num_classes = context.num_classes(train_split)
+    layers = context.layers()
+    shapes = feature_shapes(context.encoder, input_size)
     pools = [pooled_side(shapes[name].channels, shapes[name].height, shapes[name].width, probe.pooled_features)
              for name in layers]
     spec = FeatureSpec(tuple(layers), tuple(pools), tuple(input_size))
-    (train_features, eval_features), cache = frozen_features(config, encoder, trainer, spec, train_split, eval_split)
+    (train_features, eval_features), cache = context.frozen_features(spec, train_split, eval_split)
     holdout = stratified_holdout(train_split.labels, probe.holdout_fraction)
     metrics: dict[str, Any] = {}
     fits: dict[str, Any] = {}
     for name, pool in zip(layers, pools):
-        fit = fit_ridge_classifier(train_features[name], train_split.labels, num_classes, probe.ridge_alphas, holdout)
-        if warning := fit.grid_edge_warning(f"classification probe at {name}"):
-            warn(warning)
-        correct = fit.predict(eval_features[name]) == eval_split.labels
-        metrics[f"top1@{name}"] = float(correct.mean())
+        predicted, fit = classify(name, train_features[name], train_split.labels, eval_features[name], num_classes,
+                                  holdout)
+        metrics[f"top1@{name}"] = float((predicted == eval_split.labels).mean())
         fits[name] = {"features": f"avg {pool[0]}x{pool[1]} of {shapes[name].channels}x{shapes[name].height}x"
-                                  f"{shapes[name].width} -> {train_features[name].shape[1]}",
-                      "alpha": fit.alpha, "holdout_top1": {str(a): v for a, v in fit.holdout_accuracy.items()}}
+                                  f"{shapes[name].width} -> {train_features[name].shape[1]}", **fit}
     metrics["eval_images"] = float(len(eval_split))
     metrics["train_images"] = float(len(train_split))
     details = {
-        "protocol": f"frozen encoder, closed-form ridge per layer on avg-pooled features (~{probe.pooled_features}"
-                    f" per layer), penalty chosen on {probe.holdout_fraction:.0%} of train",
+        "protocol": protocol,
         "layers": fits,
         "features": cache,
         "input_size": list(input_size),

@@ -1,24 +1,29 @@
-"""Pieces every probe shares: the probe's view of an encoder, frozen/fine-tuned handling, data, evaluation loop.
+"""Pieces every probe shares: what a probe runs with (:class:`ProbeContext`), the task base (:class:`ProbeTask`),
+layer and solver choices, pooling.
 
-A probe task is an ``nn.Module`` following the training contract (``configure_optimizers`` /
-``train_step``, docs/ARCHITECTURE.md) and is trained by the shared ``Trainer``; it holds the encoder as
-``self.encoder`` so its checkpoints can be loaded back as an encoder (``encoder_prefix``).
+A probe is one function registered in ``PROBES`` (``@PROBES.register("name", frozen_solver=...)``) that takes a
+:class:`ProbeContext` and returns ``{"metrics": {...}, "details": {...}}`` (``details``: what the record keeps
+beside the metrics; ``chance`` and ``headline`` are read by the printed result). A probe that trains a head is
+a :class:`ProbeTask` trained by the context's trainer; it holds the encoder as ``self.encoder`` so its
+checkpoints can be loaded back as an encoder.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from ssl_ctx.config import Config, OptimConfig, ProbeConfig
-from ssl_ctx.engine.optim import build_optimizer
+from ssl_ctx.config import DataConfig, ProbeConfig, TrainConfig
 from ssl_ctx.engine.task import TrainingTask
 from ssl_ctx.errors import UserError, suggest
+from ssl_ctx.registry import PROBES
 
 MODES = ("linear", "finetune")
+SGD = "sgd"  # the solver that trains a head (and a fine-tuned encoder) with the shared Trainer
 
 
 def layer_names(encoder: nn.Module) -> list[str]:
@@ -45,23 +50,24 @@ def check_mode(mode: str) -> bool:
     return mode == "finetune"
 
 
-# Solvers that fit a head on frozen features to its optimum, by task (``probe.solver=auto`` picks these).
-FROZEN_SOLVERS = {"classification": "ridge", "segmentation": "ridge"}
-SOLVERS = ("auto", "sgd", "ridge")
-
-
 def resolve_solver(probe: ProbeConfig) -> str:
-    """``probe.solver`` made concrete: ``sgd`` or the task's closed-form / convergent solver (frozen only)."""
-    if probe.solver not in SOLVERS:
-        raise UserError(f"unknown probe.solver '{probe.solver}'{suggest(probe.solver, SOLVERS)}; "
-                        f"known: {', '.join(SOLVERS)}")
+    """``probe.solver`` made concrete: ``sgd``, or the solver the task registered for frozen features
+    (``frozen_solver``, e.g. ``ridge``), which ``auto`` picks for a frozen encoder."""
+    info = PROBES.info(probe.task)
+    frozen_solver = info.get("frozen_solver")
+    trains = info.get("trains", True)  # False: the probe has no SGD head (it only reads frozen features)
+    solvers = ("auto", *((SGD,) if trains else ()), *((frozen_solver,) if frozen_solver else ()))
+    if probe.solver not in solvers:
+        raise UserError(f"unknown probe.solver '{probe.solver}' for the {probe.task} probe"
+                        f"{suggest(probe.solver, solvers)}; known: {', '.join(solvers)}")
     finetune = check_mode(probe.mode)
+    if finetune and not trains:
+        raise UserError(f"the {probe.task} probe reads frozen features only; set probe.mode=linear")
     if probe.solver == "auto":
-        return "sgd" if finetune else FROZEN_SOLVERS.get(probe.task, "sgd")
-    if probe.solver != "sgd" and (finetune or FROZEN_SOLVERS.get(probe.task) != probe.solver):
-        tasks = " and ".join(task for task, solver in FROZEN_SOLVERS.items() if solver == probe.solver)
-        raise UserError(f"probe.solver={probe.solver} fits frozen features of the {tasks} probes only; this is "
-                        f"the {probe.task} probe with probe.mode={probe.mode}: use probe.solver=auto or sgd")
+        return SGD if finetune or not frozen_solver else frozen_solver
+    if finetune and probe.solver != SGD:
+        raise UserError(f"probe.solver={probe.solver} fits frozen features of the {probe.task} probe only; this "
+                        f"is probe.mode={probe.mode}: use probe.solver=auto or sgd, or probe.mode=linear")
     return probe.solver
 
 
@@ -70,14 +76,14 @@ def probe_kind(probe: ProbeConfig) -> str:
     return "fine-tuned" if check_mode(probe.mode) else "frozen"
 
 
-def feature_root(config: Config) -> Path:
-    """Where frozen features of ``config.probe.init`` are cached: ``features/`` beside the probed checkpoint's
-    run (``runs/<name>/checkpoints/last.pt`` -> ``runs/<name>/features``), else in the probe's own run folder."""
-    checkpoint = Path(config.probe.init)
+def feature_root(init: str, run_dir: Path) -> Path:
+    """Where frozen features of encoder ``init`` are cached: ``features/`` beside the probed checkpoint's run
+    (``runs/<name>/checkpoints/last.pt`` -> ``runs/<name>/features``), else in the probe's own ``run_dir``."""
+    checkpoint = Path(init)
     if checkpoint.is_file():
         run = checkpoint.resolve().parent
         return (run.parent if run.name == "checkpoints" else run) / "features"
-    return config.run_dir / "features"
+    return run_dir / "features"
 
 
 def pooled_side(channels: int, height: int, width: int, pooled_features: int) -> tuple[int, int]:
@@ -91,17 +97,98 @@ def pooled_side(channels: int, height: int, width: int, pooled_features: int) ->
     return min(side, height), min(side, width)
 
 
-class ProbeTask(TrainingTask):
-    """Base of the probe tasks: holds ``encoder``, freezes it in linear mode, builds the one optimiser."""
+@dataclass
+class ProbeContext:
+    """What a probe runs with: the encoder it measures, the shared trainer, and the config sections it reads.
 
-    task_name = "probe"
+    ``probe``: the probe's settings; ``data``: which data and how batches are made; ``train``: batch size, seed,
+    epochs; ``features_root``: where frozen features are cached (:func:`feature_root`).
+    """
+
+    encoder: nn.Module
+    trainer: Any
+    probe: ProbeConfig
+    data: DataConfig
+    train: TrainConfig
+    features_root: Path
+
+    @property
+    def finetune(self) -> bool:
+        return check_mode(self.probe.mode)
+
+    @property
+    def solver(self) -> str:
+        return resolve_solver(self.probe)
+
+    def layers(self) -> list[str]:
+        return parse_layers(self.probe.layer, self.encoder)
+
+    def splits(self, annotation: str | None = None, examples: str = "") -> tuple[Any, Any]:
+        """(train, eval) splits of ``data``, refusing in one line a dataset without ``annotation`` (``labels``,
+        ``label_maps`` or ``boxes``) that this probe needs (``examples``: datasets that have them)."""
+        from ssl_ctx.data.loader import load_splits
+
+        splits = load_splits(self.data)
+        for split in splits:
+            if annotation is not None and getattr(split, annotation) is None:
+                raise UserError(f"{self.data.dataset}/{split.split} has no {annotation.replace('_', ' ')}; "
+                                f"the {self.probe.task} probe needs a dataset with them such as {examples}")
+        return splits
+
+    def input_size(self, split: Any) -> tuple[int, int]:
+        """(H, W) the network sees."""
+        from ssl_ctx.data.loader import input_size_of
+
+        return input_size_of(self.data.input_size, split)
+
+    def num_classes(self, split: Any) -> int:
+        return self.probe.num_classes or len(split.class_names)
+
+    def loaders(self, train_split: Any, eval_split: Any, **overrides: Any) -> tuple[Any, Any]:
+        """(train loader sharded like the trainer, eval loader over the whole split) on the trainer's device.
+
+        ``overrides`` replace the train loader's augmentation options (``crop_scale``, ``hflip``).
+        """
+        from ssl_ctx.data.loader import loader_for
+
+        process, device = self.trainer.process, self.trainer.device
+        train_loader = loader_for(train_split, self.data, self.train, device, True, process.rank,
+                                  process.world_size, **overrides)
+        # Evaluation sees every image once, in order, unsharded: every process computes the same exact metrics
+        # (the main one records them).
+        return train_loader, self.eval_loader(eval_split)
+
+    def eval_loader(self, split: Any) -> Any:
+        """Every image of ``split`` once, in order, at the probe's input size, on the trainer's device."""
+        from ssl_ctx.data.loader import loader_for
+
+        return loader_for(split, self.data, self.train, self.trainer.device, False, drop_last=False)
+
+    def frozen_features(self, spec: Any, *splits: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """Cached frozen features (:mod:`~ssl_ctx.probes.features`) of every image of each split, in order, plus
+        what the record keeps about them (each split's folder, and which splits were reused, not extracted)."""
+        from ssl_ctx.probes.features import cached_features
+
+        arrays, info = [], {"folders": {}, "reused": [], "extracted": []}
+        for split in splits:
+            layer_arrays, folder, reused = cached_features(self.encoder, spec, split, self.eval_loader(split),
+                                                           self.features_root, self.trainer.autocast)
+            arrays.append(layer_arrays)
+            info["folders"][split.split] = str(folder)
+            info["reused" if reused else "extracted"].append(split.split)
+        return arrays, info
+
+
+class ProbeTask(TrainingTask):
+    """Base of the probe tasks that train: holds ``encoder``, frozen (and in eval mode) unless fine-tuned."""
+
+    kind = "probe"
     find_unused_parameters = True  # fine-tuning up to conv3 leaves conv4 and conv5 without gradients
 
-    def __init__(self, encoder: nn.Module, finetune: bool, encoder_name: str) -> None:
+    def __init__(self, encoder: nn.Module, finetune: bool) -> None:
         super().__init__()
         self.encoder = encoder
         self.finetune = finetune
-        self.encoder_name = encoder_name
         if not finetune:
             encoder.requires_grad_(False)
 
@@ -118,66 +205,3 @@ class ProbeTask(TrainingTask):
             return self.encoder(images)
         with torch.no_grad():
             return self.encoder(images)
-
-    def configure_optimizers(self, optim: OptimConfig) -> dict[str, torch.optim.Optimizer]:
-        device_type = next(self.parameters()).device.type
-        return {"model": build_optimizer(self.parameters(), optim, device_type=device_type)}
-
-    def checkpoint_metadata(self) -> dict[str, Any]:
-        return {"kind": "probe", "method": self.task_name, "encoder": self.encoder_name, "encoder_prefix": "encoder."}
-
-
-def input_size_of(config: Config, split: Any) -> tuple[int, int]:
-    """(H, W) the network sees: ``data.input_size`` squared, or the cache's size."""
-    size = config.data.input_size
-    return (size, size) if size else (int(split.images.shape[1]), int(split.images.shape[2]))
-
-
-def num_classes_of(config: Config, split: Any) -> int:
-    return config.probe.num_classes or len(split.class_names)
-
-
-def trainer_loaders(config: Config, trainer: Any, train_split: Any, eval_split: Any, **overrides: Any) -> tuple:
-    """(train loader sharded like the trainer, eval loader over the whole split) on the trainer's device.
-
-    ``overrides`` replace the train loader's augmentation options (``crop_scale``, ``hflip``).
-    """
-    from ssl_ctx.data.loader import loader_for
-
-    process = trainer.process
-    train_loader = loader_for(train_split, config, trainer.device, True, process.rank, process.world_size, **overrides)
-    # Evaluation sees every image once, in order, unsharded: every process computes the same exact metrics
-    # (the main one records them).
-    eval_loader = loader_for(eval_split, config, trainer.device, False, drop_last=False)
-    return train_loader, eval_loader
-
-
-def annotated_splits(config: Config, annotation: str, probe: str, examples: str) -> tuple[Any, Any]:
-    """(train, eval) splits of ``config.data``, refusing in one line a dataset without ``annotation``
-    (``labels``, ``label_maps`` or ``boxes``) that the ``probe`` needs."""
-    from ssl_ctx.data.loader import load_splits
-
-    splits = load_splits(config)
-    for split in splits:
-        if getattr(split, annotation) is None:
-            raise UserError(f"{config.data.dataset}/{split.split} has no {annotation.replace('_', ' ')}; "
-                            f"the {probe} probe needs a dataset with them such as {examples}")
-    return splits
-
-
-def frozen_features(config: Config, encoder: nn.Module, trainer: Any, spec: Any,
-                    *splits: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Cached frozen features (:mod:`~ssl_ctx.probes.features`) of every image of each split, in order, plus
-    what the record keeps about them (each split's folder, and which splits were reused rather than extracted)."""
-    from ssl_ctx.data.loader import loader_for
-    from ssl_ctx.probes.features import cached_features
-
-    root = feature_root(config)
-    arrays, info = [], {"folders": {}, "reused": [], "extracted": []}
-    for split in splits:
-        loader = loader_for(split, config, trainer.device, False, drop_last=False)
-        layer_arrays, folder, reused = cached_features(encoder, spec, split, loader, root, trainer.autocast)
-        arrays.append(layer_arrays)
-        info["folders"][split.split] = str(folder)
-        info["reused" if reused else "extracted"].append(split.split)
-    return arrays, info

@@ -33,18 +33,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ssl_ctx.config import Config
 from ssl_ctx.engine.optim import optimize
 from ssl_ctx.errors import UserError
 from ssl_ctx.models import feature_shapes
-from ssl_ctx.probes.common import (
-    ProbeTask,
-    check_mode,
-    input_size_of,
-    num_classes_of,
-    parse_layers,
-    trainer_loaders,
-)
+from ssl_ctx.probes.common import ProbeContext, ProbeTask
 from ssl_ctx.probes.metrics import detection_map
 from ssl_ctx.registry import PROBES
 from ssl_ctx.vision_ops import require_torchvision
@@ -127,10 +119,11 @@ class BoxBatches:
 
     Adds ``targets``: per image ``{"boxes": (k, 4) xyxy pixels of the batch's image size, "labels": (k,)
     1-based}`` (Faster R-CNN's convention); with ``hflip`` each image and its boxes are flipped with
-    probability 1/2, drawn from (seed, epoch, batch number) so a resumed run sees the same batches.
+    probability 1/2, drawn from (seed, epoch, batch number) so a resumed run sees the same batches. Boxes
+    thinner than ``min_side`` pixels are left out (training targets; evaluation keeps every box).
     """
 
-    def __init__(self, loader: Any, split: Any, seed: int, hflip: bool) -> None:
+    def __init__(self, loader: Any, split: Any, seed: int, hflip: bool, min_side: float = MIN_BOX_SIDE) -> None:
         if split.boxes is None:
             raise UserError(f"{split.dataset}/{split.split} has no boxes; the detection probe needs a dataset "
                             f"with boxes such as cmp-facade")
@@ -138,6 +131,7 @@ class BoxBatches:
         self.split = split
         self.seed = seed
         self.hflip = hflip
+        self.min_side = min_side
 
     def __len__(self) -> int:
         return len(self.loader)
@@ -151,7 +145,7 @@ class BoxBatches:
                 flips = np.random.default_rng([self.seed, epoch, number, 13]).random(count) < 0.5
                 flip_mask = torch.from_numpy(flips).to(images.device).view(-1, 1, 1, 1)
                 images = torch.where(flip_mask, images.flip(-1), images)
-            targets = [box_target(self.split, int(i), height, width, bool(f), images.device)
+            targets = [box_target(self.split, int(i), height, width, bool(f), images.device, self.min_side)
                        for i, f in zip(batch["index"].tolist(), flips)]
             yield {**batch, "image": images, "targets": targets}
 
@@ -172,11 +166,11 @@ def box_target(split: Any, index: int, height: int, width: int, flip: bool = Fal
 class DetectionProbe(ProbeTask):
     """Faster R-CNN on the encoder. Batches: ``image (B, 3, S, S)`` in [-1, 1] and ``targets`` (:class:`BoxBatches`)."""
 
-    task_name = "detection"
+    name = "detection"
 
     def __init__(self, encoder: nn.Module, layer: str, num_classes: int, image_size: int, finetune: bool = False,
-                 encoder_name: str = "", score_threshold: float = 0.0) -> None:
-        super().__init__(encoder, finetune, encoder_name)
+                 score_threshold: float = 0.0) -> None:
+        super().__init__(encoder, finetune)
         self.layer = layer
         self.num_classes = num_classes
         self.detector = build_detector(encoder, layer, num_classes, image_size, frozen=not finetune,
@@ -198,45 +192,43 @@ class DetectionProbe(ProbeTask):
         return [{"boxes": o["boxes"].float(), "scores": o["scores"].float(), "labels": o["labels"] - 1}
                 for o in outputs]
 
-    def evaluate(self, loader: Any, split: Any, autocast: Any) -> dict[str, Any]:
-        """COCO-style mAP and AP@0.5 over every image of ``loader`` (boxes of ``split``)."""
-        predictions, truths = [], []
-        for batch in loader.batches(0):
-            with autocast():
-                outputs = self.predict(batch["image"])
-            height, width = batch["image"].shape[-2:]
-            for index, output in zip(batch["index"].tolist(), outputs):
-                predictions.append({k: v.cpu() for k, v in output.items()})
-                target = box_target(split, index, height, width, min_side=0.0)
-                truths.append({"boxes": target["boxes"], "labels": target["labels"] - 1})
-        scores = detection_map(predictions, truths, self.num_classes, max_detections=DETECTIONS_PER_IMAGE)
+    def evaluation_step(self, batch: dict[str, Any], number: int) -> dict[str, list]:
+        """This batch's detections and ground-truth boxes (labels 0-based), on the CPU."""
+        predictions = [{key: value.cpu() for key, value in output.items()} for output in self.predict(batch["image"])]
+        truths = [{"boxes": target["boxes"].cpu(), "labels": target["labels"].cpu() - 1} for target in batch["targets"]]
+        return {"predictions": predictions, "truths": truths}
+
+    def evaluation_summary(self, totals: dict[str, list], batches: int) -> dict[str, Any]:
+        """COCO-style mAP and AP@0.5 over every image evaluated."""
+        truths = totals.get("truths", [])
+        scores = detection_map(totals.get("predictions", []), truths, self.num_classes,
+                               max_detections=DETECTIONS_PER_IMAGE)
         return {"map50": scores["map50"], "map": scores["map"], "map75": scores["map75"],
                 "class_ap50": scores["class_ap50"], "eval_images": float(len(truths))}
 
 
 @PROBES.register("detection")
-def run_detection(config: Config, encoder: nn.Module, trainer: Any) -> dict[str, Any]:
+def run_detection(context: ProbeContext) -> dict[str, Any]:
     """Fine-tune Faster R-CNN on ``data.train_split`` boxes; mAP on ``data.eval_split``."""
-    from ssl_ctx.data.loader import load_splits
-
-    finetune = check_mode(config.probe.mode)
-    layers = parse_layers(config.probe.layer, encoder)
+    probe, data = context.probe, context.data
+    layers = context.layers()
     if len(layers) != 1:
-        raise UserError(f"the detection probe reads one feature map; probe.layer '{config.probe.layer}' names "
+        raise UserError(f"the detection probe reads one feature map; probe.layer '{probe.layer}' names "
                         f"{len(layers)}")
-    if config.data.crop_scale != 1.0:
+    if data.crop_scale != 1.0:
         raise UserError(f"the detection probe does not crop (boxes would be cut); set data.crop_scale=1.0 "
-                        f"instead of {config.data.crop_scale}")
-    train_split, eval_split = load_splits(config)
-    input_size = input_size_of(config, train_split)
-    num_classes = num_classes_of(config, train_split)
-    image_size = config.probe.detection_min_size
-    task = DetectionProbe(encoder, layers[0], num_classes, image_size, finetune, config.model.encoder,
-                          config.probe.detection_score_threshold)
-    train_loader, eval_loader = trainer_loaders(config, trainer, train_split, eval_split, crop_scale=1.0,
-                                                hflip=False)
-    metrics = trainer.fit(task, BoxBatches(train_loader, train_split, config.train.seed, config.data.hflip))
-    metrics.update(task.evaluate(eval_loader, eval_split, trainer.autocast))
+                        f"instead of {data.crop_scale}")
+    train_split, eval_split = context.splits()
+    input_size = context.input_size(train_split)
+    num_classes = context.num_classes(train_split)
+    image_size = probe.detection_min_size
+    task = DetectionProbe(context.encoder, layers[0], num_classes, image_size, context.finetune,
+                          probe.detection_score_threshold)
+    train_loader, eval_loader = context.loaders(train_split, eval_split, crop_scale=1.0, hflip=False)
+    seed = context.train.seed
+    metrics = context.trainer.fit(task, BoxBatches(train_loader, train_split, seed, data.hflip))
+    metrics.update(task.evaluate(BoxBatches(eval_loader, eval_split, seed, hflip=False, min_side=0.0),
+                                 context.trainer.autocast))
     details = {
         "pooling": f"RoIAlign {ROI_OUTPUT_SIZE}x{ROI_OUTPUT_SIZE} on {layers[0]}",
         "input_size": list(input_size),

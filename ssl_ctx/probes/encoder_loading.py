@@ -7,11 +7,12 @@ Initialisations (``probe.init``)
 - ``timm:<name>``: a timm model through ``features_only`` (randomly initialised; timm's pretrained weights
   would need a download).
 - a checkpoint written by ``ssl-ctx pretrain`` (``runs/<name>/checkpoints/last.pt``). Only the encoder's
-  weights (keys under the checkpoint's ``encoder_prefix``, ``encoder.``) are taken; the encoder is rebuilt
-  with the architecture options the checkpoint was trained with (``model.norm``, ``model.width``,
-  ``model.groups``), whatever the probe's config says.
-- an encoder written by ``ssl-ctx export`` (``.safetensors``, :mod:`ssl_ctx.export`): rebuilt from the options
-  in its metadata, as a checkpoint's.
+  weights (keys under the checkpoint's ``encoder_prefix``, ``encoder.``) are taken; the encoder is rebuilt from
+  the build spec the checkpoint stores (``encoder_spec``: name and options such as AlexNet's ``norm``, ``width``,
+  ``groups``; :mod:`ssl_ctx.models.spec`), whatever the probe's ``model.*`` says. A checkpoint written before
+  checkpoints stored a spec gets it from its config's ``model`` section.
+- an encoder written by ``ssl-ctx export`` (``.safetensors``, :mod:`ssl_ctx.encoder_file`): rebuilt from the spec in
+  its metadata, as a checkpoint's.
 - a bare state dict (``torch.save``'d, possibly under ``state_dict`` or ``model``, or a safetensors file without
   ssl_ctx's metadata), in ssl_ctx's parameter names or in torchvision's AlexNet layout (``features.0`` ...
   ``features.10``; the classifier is ignored). It names no architecture, so the encoder is built from the
@@ -23,7 +24,6 @@ refused with one line naming the file, what it holds (the layer and both shapes)
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -32,40 +32,25 @@ import torch
 from torch import nn
 
 from ssl_ctx.errors import UserError
+from ssl_ctx.models import TIMM_PREFIX, EncoderSpec, build_encoder, encoder_spec, gaussian_init_
 
 RANDOM = "random"
-TIMM_PREFIX = "timm:"
 # Prefixes a wrapped model adds in front of parameter names (torch.compile, DistributedDataParallel).
 _WRAPPER_PREFIXES = ("_orig_mod.", "module.")
 
 
-def encoder_options(encoder_name: str, model: Any = None) -> dict[str, Any]:
-    """The architecture options of ``model`` (a ``ModelConfig`` or its dict, e.g. from a checkpoint) that
-    ``encoder_name``'s builder accepts (AlexNet: ``norm``, ``width``), exactly as pretext methods pass them."""
-    from ssl_ctx.config import Config, ModelConfig
-    from ssl_ctx.pretext.base import encoder_kwargs
-
-    if isinstance(model, dict):
-        known = {f.name for f in dataclasses.fields(ModelConfig)}
-        model = ModelConfig(**{k: v for k, v in model.items() if k in known})
-    model = dataclasses.replace(model or ModelConfig(), encoder=encoder_name)
-    return encoder_kwargs(Config(model=model))
-
-
-def load_encoder(init: str, encoder_name: str, **encoder_kwargs: Any) -> nn.Module:
+def load_encoder(init: str, expected: EncoderSpec) -> nn.Module:
     """Build the encoder a probe measures (see the module docstring for ``init``).
 
-    ``encoder_name`` is the encoder the probe expects (``model.encoder``); ``encoder_kwargs`` go to
-    ``build_encoder`` for ``random`` (a checkpoint brings its own options; ``timm:<name>`` takes none).
+    ``expected`` is the encoder the probe's ``model.*`` describes: what ``random`` builds, what a file must hold
+    (its name), and what a bare state dict is loaded into (a checkpoint brings its own spec; ``timm:<name>`` is
+    its own).
     """
-    from ssl_ctx.models import build_encoder, gaussian_init_
-
     if init == RANDOM:
-        return gaussian_init_(build_encoder(encoder_name, **encoder_kwargs))
+        return gaussian_init_(build_encoder(expected))
     if init.startswith(TIMM_PREFIX):
-        # ``encoder_kwargs`` describe model.encoder (e.g. AlexNet's norm), not the timm model: not passed on.
-        return build_encoder(init)
-    return load_encoder_file(init, encoder_name, **encoder_kwargs)
+        return build_encoder(encoder_spec(init))
+    return load_encoder_file(init, expected)
 
 
 def _strip_wrappers(key: str) -> str:
@@ -105,12 +90,12 @@ def _mismatch(encoder: nn.Module, state: dict[str, torch.Tensor]) -> str | None:
     return "; ".join(parts) or None
 
 
-def load_encoder_file(path: str | Path, expected_encoder: str | None, **options: Any) -> nn.Module:
+def load_encoder_file(path: str | Path, expected: EncoderSpec | None) -> nn.Module:
     """The encoder in file ``path`` (a checkpoint, an exported encoder, or a state dict: the module docstring),
-    holding exactly its weights. ``options`` build ``expected_encoder`` for a bare state dict, which names none;
-    ``expected_encoder`` None takes the encoder a checkpoint or exported file names, whichever it is."""
+    holding exactly its weights. A checkpoint or exported file must hold ``expected.name`` (None: any); a bare
+    state dict, which names no encoder, is loaded into ``expected``."""
     from ssl_ctx.engine.checkpoint import is_checkpoint, read_torch_file
-    from ssl_ctx.export import ENCODER_FORMAT, SUFFIX, read_safetensors
+    from ssl_ctx.encoder_file import ENCODER_FORMAT, SUFFIX, read_safetensors
 
     path = Path(path)
     if not path.is_file():
@@ -120,65 +105,77 @@ def load_encoder_file(path: str | Path, expected_encoder: str | None, **options:
     if path.suffix == SUFFIX:
         state, metadata = read_safetensors(path)
         if metadata.get("format") == ENCODER_FORMAT:
-            return _exported_encoder(path, state, metadata, expected_encoder)
+            return _exported_encoder(path, state, metadata, expected)
     else:
         payload = read_torch_file(path)
         if is_checkpoint(payload):
-            return pretext_encoder(path, payload, expected_encoder)[0]
+            return pretext_encoder(path, payload, expected)
         state = _bare_state_dict(payload)
         if state is None:
             raise UserError(f"'{path}' is neither an ssl_ctx checkpoint nor a state dict (a dict of tensors); "
                             f"pass a checkpoint written by `ssl-ctx pretrain` or an encoder from `ssl-ctx export`")
-    if expected_encoder is None:
+    if expected is None:
         raise UserError(f"'{path}' is a bare state dict, which names no encoder; pass the encoder to build it as "
                         f"(model.encoder)")
-    return _state_dict_encoder(path, state, expected_encoder, options)
+    return _state_dict_encoder(path, state, expected)
 
 
-def pretext_encoder(path: Path, payload: dict[str, Any], expected_encoder: str | None = None,
-                    ) -> tuple[nn.Module, str, dict[str, Any]]:
-    """``(encoder, its name, its build options)`` of a pretext checkpoint's content ``payload``, holding exactly
-    its weights; refuses another architecture than ``expected_encoder`` (None: any)."""
+def checkpoint_spec(path: Path, payload: dict[str, Any]) -> EncoderSpec:
+    """The build spec of the encoder a pretext checkpoint holds (from its config for an older checkpoint)."""
+    if payload.get("encoder_spec") is not None:
+        return EncoderSpec.from_dict(payload["encoder_spec"], f"checkpoint '{path}'")
     held = payload.get("encoder")
-    prefix = payload.get("encoder_prefix", "encoder.")
-    if not isinstance(held, str) or not isinstance(payload.get("model"), dict):
+    if not isinstance(held, str):
         raise UserError(f"checkpoint '{path}' names no encoder (keys: {', '.join(sorted(payload))}); "
                         f"pass a checkpoint written by `ssl-ctx pretrain`")
-    _check_held(path, "checkpoint", held, expected_encoder)
+    return encoder_spec(held, (payload.get("config") or {}).get("model") or {})
+
+
+def pretext_encoder(path: Path, payload: dict[str, Any], expected: EncoderSpec | None = None) -> nn.Module:
+    """The encoder of a pretext checkpoint's content ``payload`` (``encoder.spec`` says how it is built), holding
+    exactly its weights; refuses another architecture than ``expected.name`` (None: any)."""
+    spec = checkpoint_spec(path, payload)
+    prefix = payload.get("encoder_prefix", "encoder.")
+    if not isinstance(payload.get("model"), dict):
+        raise UserError(f"checkpoint '{path}' holds no model weights (keys: {', '.join(sorted(payload))}); "
+                        f"pass a checkpoint written by `ssl-ctx pretrain`")
+    _check_held(path, "checkpoint", spec.name, expected)
     state = encoder_state_dict(payload["model"], prefix)
     if not state:
         raise UserError(f"checkpoint '{path}' holds no encoder weights (no '{prefix}' keys in its model) while "
-                        f"the probe expects {expected_encoder or held}; pass a pretext checkpoint from "
-                        f"`ssl-ctx pretrain`")
-    options = encoder_options(held, (payload.get("config") or {}).get("model") or {})
-    return _fitted(path, "checkpoint", held, options, state), held, options
+                        f"the probe expects {expected.name if expected else spec.name}; pass a pretext checkpoint "
+                        f"from `ssl-ctx pretrain`")
+    return _fitted(path, "checkpoint", spec, state)
+
+
+def exported_spec(metadata: dict[str, str]) -> EncoderSpec:
+    """The build spec an exported encoder file's metadata carries (:mod:`ssl_ctx.encoder_file`)."""
+    return EncoderSpec(metadata.get("encoder", ""), json.loads(metadata.get("encoder_options") or "{}"))
 
 
 def _exported_encoder(path: Path, state: dict[str, torch.Tensor], metadata: dict[str, str],
-                      expected_encoder: str | None) -> nn.Module:
-    held = metadata.get("encoder", "")
-    _check_held(path, "exported encoder", held, expected_encoder)
-    return _fitted(path, "exported encoder", held, json.loads(metadata.get("encoder_options") or "{}"), state)
+                      expected: EncoderSpec | None) -> nn.Module:
+    spec = exported_spec(metadata)
+    _check_held(path, "exported encoder", spec.name, expected)
+    return _fitted(path, "exported encoder", spec, state)
 
 
-def _check_held(path: Path, what: str, held: str, expected_encoder: str | None) -> None:
-    if expected_encoder is not None and held != expected_encoder:
-        raise UserError(f"{what} '{path}' holds encoder '{held}' but the probe expects '{expected_encoder}'; "
+def _check_held(path: Path, what: str, held: str, expected: EncoderSpec | None) -> None:
+    if expected is not None and held != expected.name:
+        raise UserError(f"{what} '{path}' holds encoder '{held}' but the probe expects '{expected.name}'; "
                         f"pass model.encoder={held} (with its input size, data.input_size) or a file "
-                        f"of {expected_encoder}")
+                        f"of {expected.name}")
 
 
-def _fitted(path: Path, what: str, name: str, options: dict[str, Any], state: dict[str, torch.Tensor],
-            advice: str = "") -> nn.Module:
-    """``name`` built with ``options`` and holding ``state``, which must fit it exactly, else one line naming
-    ``what`` the file holds, the misfit and ``advice`` (default: a file of ``name`` from this version)."""
-    from ssl_ctx.models import build_encoder
-
-    encoder = build_encoder(name, **options)
+def _fitted(path: Path, what: str, spec: EncoderSpec, state: dict[str, torch.Tensor], advice: str = "") -> nn.Module:
+    """The encoder of ``spec`` holding ``state``, which must fit it exactly, else one line naming ``what`` the
+    file holds, the misfit and ``advice`` (default: a file of that encoder from this version)."""
+    encoder = build_encoder(spec)
     problem = _mismatch(encoder, state)
     if problem:
-        raise UserError(f"{what} '{path}' holds weights that do not fit {name}{' ' + str(options) if options else ''}"
-                        f" ({problem}); {advice or f'pass a file of {name} written by this version of ssl-ctx'}")
+        options = f" {spec.options}" if spec.options else ""
+        raise UserError(f"{what} '{path}' holds weights that do not fit {spec.name}{options} ({problem}); "
+                        f"{advice or f'pass a file of {spec.name} written by this version of ssl-ctx'}")
     encoder.load_state_dict(state, strict=True)
     return encoder
 
@@ -202,21 +199,20 @@ def _bare_state_dict(payload: Any) -> dict[str, torch.Tensor] | None:
     return payload
 
 
-def _state_dict_encoder(path: Path, state: dict[str, torch.Tensor], expected_encoder: str,
-                        options: dict[str, Any]) -> nn.Module:
-    """``expected_encoder`` built with the probe's ``options``, holding a bare state dict in ssl_ctx's names or
-    in torchvision's AlexNet layout, whose shapes must fit (else one line naming the layer and both shapes)."""
+def _state_dict_encoder(path: Path, state: dict[str, torch.Tensor], expected: EncoderSpec) -> nn.Module:
+    """``expected`` (the probe's ``model.*``) holding a bare state dict in ssl_ctx's names or in torchvision's
+    AlexNet layout, whose shapes must fit (else one line naming the layer and both shapes)."""
     from ssl_ctx.models import ALEXNET_VARIANTS
 
     state = {_strip_wrappers(key): value for key, value in state.items()}
-    torchvision_layout = expected_encoder in ALEXNET_VARIANTS and any(key.startswith("features.") for key in state)
+    torchvision_layout = expected.name in ALEXNET_VARIANTS and any(key.startswith("features.") for key in state)
     if torchvision_layout:
         state = {new + key[len(old):]: value for key, value in state.items()
                  for old, new in TORCHVISION_ALEXNET_CONVS.items() if key.startswith(old)}
     what = "torchvision AlexNet state dict" if torchvision_layout else "state dict"
     hint = ("torchvision's alexnet() has 64-192-384-256-256 channels and no groups, CaffeNet's have "
             "96-256-384-384-256: its own weights fit no AlexNet of the paper; " if torchvision_layout else "")
-    return _fitted(path, what, expected_encoder, options, state,
+    return _fitted(path, what, expected, state,
                    advice=f"{hint}the probe builds the encoder from its model.* settings (model.width, model.groups, "
                           f"model.norm): set them to the file's architecture, or pass a file that fits")
 

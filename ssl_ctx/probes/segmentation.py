@@ -29,21 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ssl_ctx.config import Config
 from ssl_ctx.engine.optim import optimize
 from ssl_ctx.errors import UserError, warn
 from ssl_ctx.models import feature_shapes
-from ssl_ctx.probes.common import (
-    ProbeTask,
-    annotated_splits,
-    check_mode,
-    frozen_features,
-    input_size_of,
-    num_classes_of,
-    parse_layers,
-    resolve_solver,
-    trainer_loaders,
-)
+from ssl_ctx.probes.common import ProbeContext, ProbeTask
 from ssl_ctx.probes.features import FeatureSpec
 from ssl_ctx.probes.linear_models import fit_ridge_classifier, group_holdout
 from ssl_ctx.probes.metrics import IGNORE_INDEX, confusion_matrix, majority_baseline, segmentation_scores
@@ -78,11 +67,11 @@ class FCNHead(nn.Module):
 class SegmentationProbe(ProbeTask):
     """Encoder -> :class:`FCNHead`. ``image (B, 3, H, W)`` in [-1, 1] -> logits ``(B, K, H, W)``."""
 
-    task_name = "segmentation"
+    name = "segmentation"
 
     def __init__(self, encoder: nn.Module, layers: list[str], num_classes: int, input_size: tuple[int, int],
-                 finetune: bool = True, encoder_name: str = "") -> None:
-        super().__init__(encoder, finetune, encoder_name)
+                 finetune: bool = True) -> None:
+        super().__init__(encoder, finetune)
         shapes = feature_shapes(encoder, input_size)
         self.layers = layers
         self.num_classes = num_classes
@@ -102,41 +91,34 @@ class SegmentationProbe(ProbeTask):
         correct = ((logits.detach().argmax(1) == target) & valid).sum()
         return {"loss": loss.detach(), "batch_pixel_accuracy": correct.float() / valid.sum().clamp(min=1)}
 
-    @torch.no_grad()
-    def evaluate(self, loader: Any, autocast: Any) -> dict[str, Any]:
-        """mIoU and pixel accuracy from one confusion matrix over every image of ``loader``."""
-        self.eval()
-        confusion = None
-        images = 0
-        for batch in loader.batches(0):
-            with autocast():
-                logits = self(batch["image"])
-            batch_confusion = confusion_matrix(logits.argmax(1), batch["label_map"], self.num_classes)
-            confusion = batch_confusion if confusion is None else confusion + batch_confusion
-            images += batch["image"].shape[0]
-        if confusion is None:
+    def evaluation_step(self, batch: dict[str, Tensor], number: int) -> dict[str, Any]:
+        return {"confusion": confusion_matrix(self(batch["image"]).argmax(1), batch["label_map"], self.num_classes),
+                "images": batch["image"].shape[0]}
+
+    def evaluation_summary(self, totals: dict[str, Any], batches: int) -> dict[str, Any]:
+        """mIoU and pixel accuracy from one confusion matrix over every image evaluated."""
+        if "confusion" not in totals:
             raise UserError("the evaluation split is empty; raise data.eval_limit")
-        scores = segmentation_scores(confusion.cpu())
-        baseline = majority_baseline(confusion.cpu())
+        confusion = totals["confusion"].cpu()
+        scores, baseline = segmentation_scores(confusion), majority_baseline(confusion)
         return {"miou": scores["miou"], "pixel_accuracy": scores["pixel_accuracy"],
-                "class_iou": scores["class_iou"], "eval_images": float(images),
+                "class_iou": scores["class_iou"], "eval_images": float(totals["images"]),
                 "majority_miou": baseline["miou"], "majority_pixel_accuracy": baseline["pixel_accuracy"]}
 
 
-@PROBES.register("segmentation")
-def run_segmentation(config: Config, encoder: nn.Module, trainer: Any) -> dict[str, Any]:
+@PROBES.register("segmentation", frozen_solver="ridge")
+def run_segmentation(context: ProbeContext) -> dict[str, Any]:
     """Fit the FCN head (and the encoder when fine-tuning) on label maps; mIoU on ``data.eval_split``."""
-    finetune = check_mode(config.probe.mode)
-    layers = parse_layers(config.probe.layer, encoder)
-    train_split, eval_split = annotated_splits(config, "label_maps", "segmentation", "camvid or cmp-facade")
-    input_size = input_size_of(config, train_split)
-    num_classes = num_classes_of(config, train_split)
-    if resolve_solver(config.probe) == "ridge":
-        return _ridge_probe(config, encoder, trainer, layers, train_split, eval_split, input_size, num_classes)
-    task = SegmentationProbe(encoder, layers, num_classes, input_size, finetune, config.model.encoder)
-    train_loader, eval_loader = trainer_loaders(config, trainer, train_split, eval_split)
-    metrics = trainer.fit(task, train_loader)
-    metrics.update(task.evaluate(eval_loader, trainer.autocast))
+    layers = context.layers()
+    train_split, eval_split = context.splits("label_maps", "camvid or cmp-facade")
+    input_size = context.input_size(train_split)
+    num_classes = context.num_classes(train_split)
+    if context.solver == "ridge":
+        return _ridge_probe(context, layers, train_split, eval_split, input_size, num_classes)
+    task = SegmentationProbe(context.encoder, layers, num_classes, input_size, context.finetune)
+    train_loader, eval_loader = context.loaders(train_split, eval_split)
+    metrics = context.trainer.fit(task, train_loader)
+    metrics.update(task.evaluate(eval_loader, context.trainer.autocast))
     maps = ", ".join(f"{name} {h}x{w}" for name, (h, w) in task.feature_sizes.items())
     details = {
         "pooling": f"FCN 1x1 score convs on {maps}, bilinear upsampling to {input_size[0]}x{input_size[1]}",
@@ -175,13 +157,13 @@ def sample_pixels(label_maps: np.ndarray, per_image: int, seed: int = 0) -> tupl
     return torch.from_numpy(np.stack(rows)), torch.from_numpy(np.stack(cols))
 
 
-def _ridge_probe(config: Config, encoder: nn.Module, trainer: Any, layers: list[str], train_split: Any,
-                 eval_split: Any, input_size: tuple[int, int], num_classes: int) -> dict[str, Any]:
+def _ridge_probe(context: ProbeContext, layers: list[str], train_split: Any, eval_split: Any,
+                 input_size: tuple[int, int], num_classes: int) -> dict[str, Any]:
     """A per-pixel ridge classifier on upsampled frozen features, fitted on sampled training pixels; mIoU on
     every pixel of the eval split."""
-    probe = config.probe
+    probe = context.probe
     spec = FeatureSpec(tuple(layers), tuple(None for _ in layers), tuple(input_size))
-    (train_maps, eval_maps), cache = frozen_features(config, encoder, trainer, spec, train_split, eval_split)
+    (train_maps, eval_maps), cache = context.frozen_features(spec, train_split, eval_split)
     rows, cols = sample_pixels(train_split.label_maps, probe.pixels_per_image)
     inputs, targets = [], []
     for part in _slices(len(train_split)):

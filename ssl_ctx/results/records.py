@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import subprocess
 import time
 from importlib.metadata import PackageNotFoundError, version
@@ -16,11 +15,12 @@ from typing import Any
 import torch
 
 from ssl_ctx.config import Config, config_to_dict
+from ssl_ctx.engine.device import describe_device
 from ssl_ctx.files import write_json_atomic
 from ssl_ctx.settings import fingerprint, settings_hash, settings_of, upstream_of
 
 RECORD_NAME = "record.json"
-_PACKAGES = ("ssl-ctx", "torch", "torchvision", "timm", "numpy", "scikit-learn", "pycocotools", "opencv-python-headless")
+_PACKAGES = ("ssl-ctx", "torch", "torchvision", "timm", "numpy", "scipy", "pycocotools", "opencv-python-headless")
 
 
 def git_commit() -> str:
@@ -46,13 +46,6 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def device_description(device: torch.device | str | None = None) -> str:
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if device.type == "cuda":
-        return f"cuda: {torch.cuda.get_device_name(device)}"
-    return f"cpu: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}"
-
-
 def write_record(run_dir: str | os.PathLike, kind: str, metrics: dict[str, Any], config: Config,
                  wall_time: float, device: torch.device | str | None = None,
                  extra: dict[str, Any] | None = None) -> Path:
@@ -69,7 +62,7 @@ def write_record(run_dir: str | os.PathLike, kind: str, metrics: dict[str, Any],
         "metrics": metrics,
         "seed": config.train.seed,
         "wall_time_s": round(wall_time, 3),
-        "device": device_description(device),
+        "device": describe_device(device),
         "git_commit": git_commit(),
         "packages": package_versions(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -15,7 +15,7 @@ from PIL import Image
 from ssl_ctx.cli import main
 from ssl_ctx.config import config_to_dict
 from ssl_ctx.data import load_split
-from ssl_ctx.data.prepare import decode_image
+from ssl_ctx.data.decode import decode_image
 from ssl_ctx.engine.checkpoint import save_checkpoint
 from ssl_ctx.images import open_rgb, to_rgb
 from ssl_ctx.inpaint.model import load_pretext_model
@@ -147,8 +147,9 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny context encoder (32 px) saved as `ssl-ctx pretrain` saves it."""
     folder = tmp_path_factory.mktemp("ckpt")
     torch.manual_seed(0)
-    task = ContextEncoder(small_config(folder, "mask.type=central"), DataInfo((32, 32), STORED_MEAN))
-    return save_checkpoint(folder / "last.pt", {**task.checkpoint_metadata(), "config": config_to_dict(task.config),
+    config = small_config(folder, "mask.type=central")
+    task = ContextEncoder.from_config(config, DataInfo((32, 32), STORED_MEAN))
+    return save_checkpoint(folder / "last.pt", {**task.checkpoint_metadata(), "config": config_to_dict(config),
                                                 "model": task.state_dict(), "optimizers": {}})
 
 

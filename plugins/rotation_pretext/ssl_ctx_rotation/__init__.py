@@ -10,9 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssl_ctx.config import Config
 from ssl_ctx.models import last_feature_shape
-from ssl_ctx.pretext import DataInfo, PretextMethod
+from ssl_ctx.pretext import PretextMethod
 from ssl_ctx.registry import PRETEXT_METHODS
 
 ROTATIONS = 4
@@ -24,9 +23,9 @@ class RotationPrediction(PretextMethod):
 
     name = "rotation"
 
-    def __init__(self, config: Config, data: DataInfo) -> None:
-        super().__init__(config, data)
-        deepest = last_feature_shape(self.encoder, data.input_size)
+    def build(self) -> None:
+        super().build()  # self.encoder, from model.*
+        deepest = last_feature_shape(self.encoder, self.data.input_size)
         self.feature_name = deepest.name
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(deepest.channels, ROTATIONS))
 

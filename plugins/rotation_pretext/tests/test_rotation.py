@@ -30,7 +30,7 @@ def test_rotation_learns_on_a_fixed_batch():
     import ssl_ctx_rotation  # noqa: F401  (registers the method even when not installed)
 
     config = load_config(None, ["model.encoder=alexnet32", "model.width=0.25", "model.norm=batch", "optim.lr=0.001"])
-    method = PRETEXT_METHODS.get("rotation")(config, DataInfo((32, 32)))
+    method = PRETEXT_METHODS.get("rotation").from_config(config, DataInfo((32, 32)))
     images = torch.rand(16, 3, 32, 32) * 2 - 1
     optimizer = method.configure_optimizers(config.optim)
     first = last = None

@@ -1,11 +1,12 @@
 """Street + facade scenes as one image folder, so one pretext run can train on both.
 
 The data layer reads one dataset per run; the paper's inpainting model was trained on street and facade
-scenes (Paris StreetView). This writes ``<target>/<split>/street/`` (CamVid) and ``<target>/<split>/facade/``
-(CMP facade base set) as symbolic links to the published files (extracted once under the cache by the data
-layer), in the ``imagefolder`` layout ``<path>/<split>/<class>/``, so that::
+scenes (Paris StreetView). ``build_scene_folder`` writes ``<target>/<split>/street/`` (CamVid) and
+``<target>/<split>/facade/`` (CMP facade base set) as symbolic links to the published files (extracted once
+under the cache by ``sources.extracted_root``), in the ``imagefolder`` layout ``<path>/<split>/<class>/``, so
+that::
 
-    python -m ssl_ctx.inpaint.scenes /path/to/street-facade
+    ssl-ctx data scenes /path/to/street-facade
     ssl-ctx pretrain configs/inpaint/center_l2.yaml data.dataset=imagefolder:/path/to/street-facade
 
 trains on CamVid train + CMP facade train (367 + 303 images) and holds out CamVid test + CMP facade test.
@@ -14,11 +15,13 @@ indexers in ``ssl_ctx.data.datasets``; nothing is copied or decoded here.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 from pathlib import Path
 
+from ssl_ctx.data.archives import FolderTree
+from ssl_ctx.data.catalogue import get_spec
+from ssl_ctx.data.sources import extracted_root
 from ssl_ctx.errors import UserError
 from ssl_ctx.files import temporary_sibling
 
@@ -32,10 +35,6 @@ COMPLETE_MARKER = ".scenes-complete"
 
 def build_scene_folder(target: str | os.PathLike) -> Path:
     """Write (once) the street + facade image folder at ``target`` and return it; idempotent."""
-    from ssl_ctx.data import extracted_root
-    from ssl_ctx.data.archives import FolderTree
-    from ssl_ctx.data.prepare import get_spec
-
     target = Path(target).absolute()
     if (target / COMPLETE_MARKER).is_file():
         return target
@@ -63,21 +62,3 @@ def build_scene_folder(target: str | os.PathLike) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ssl_ctx.inpaint.scenes", description=__doc__.split("\n\n")[0])
-    parser.add_argument("target", help="folder to create (for example $SSL_CTX_CACHE/street-facade)")
-    args = parser.parse_args(argv)
-    try:
-        folder = build_scene_folder(args.target)
-    except UserError as err:
-        print(f"ssl-ctx: error: {err}")
-        return 2
-    print(f"{folder}: {(folder / COMPLETE_MARKER).read_text().strip().replace(chr(10), ', ')}")
-    print(f"train on it with data.dataset=imagefolder:{folder}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,0 +1,77 @@
+"""The encoder file format of ``ssl-ctx export``: one safetensors file holding an encoder and its build spec.
+
+The file holds the encoder's weights only, named as ``encoder.state_dict()`` names them (``conv1.conv.weight``
+...), and in safetensors' string metadata what rebuilding and feeding the encoder needs:
+
+================  =================================================================================
+format            ``ssl_ctx.encoder/1``
+encoder           the registered encoder name (``alexnet227``)
+encoder_options   JSON: the builder's keyword arguments (AlexNet: ``norm``, ``width``, ``groups``)
+feature_info      JSON: the feature maps ``forward`` returns (name, channels, stride), in order
+input             JSON: the nominal input side, the value range ([-1, 1]) and the pretext's dataset
+source            JSON: the checkpoint, its step, the pretext method, and the run's settings hash when the run
+                  has a record (a probe of the file is then tied to that pretext run, as one of the checkpoint)
+================  =================================================================================
+
+``encoder`` and ``encoder_options`` are the encoder's build spec (:mod:`ssl_ctx.models.spec`), as checkpoints
+store it. Safetensors rather than a pickle: reading it cannot run code, needs neither ssl_ctx nor torch's pickle
+format, and loads lazily. ``probe.init`` accepts the file (:mod:`ssl_ctx.probes.encoder_loading`).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ssl_ctx.errors import UserError, first_line
+
+ENCODER_FORMAT = "ssl_ctx.encoder/1"
+SUFFIX = ".safetensors"
+
+
+def write_encoder_file(path: Path, encoder: Any, source: dict[str, Any], dataset: str | None) -> Path:
+    """Write ``encoder`` (built by ``build_encoder``: it carries its spec) to ``path`` atomically, with the
+    metadata above; ``source`` and ``dataset`` say where its weights come from."""
+    from safetensors.torch import save_file
+
+    from ssl_ctx.files import atomic_write
+
+    state = {key: value.contiguous() for key, value in encoder.state_dict().items()}
+    metadata = {
+        "format": ENCODER_FORMAT,
+        "encoder": encoder.spec.name,
+        "encoder_options": json.dumps(encoder.spec.options),
+        "feature_info": json.dumps(encoder.feature_info),
+        "input": json.dumps({"size": getattr(encoder, "input_size", None), "range": [-1, 1], "dataset": dataset}),
+        "source": json.dumps(source),
+    }
+    needed = sum(value.numel() * value.element_size() for value in state.values())
+    atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=metadata), needed_bytes=needed)
+    return path
+
+
+def read_safetensors(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
+    """``(tensors, metadata)`` of a safetensors file; an unreadable file is one UserError line."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return {key: handle.get_tensor(key) for key in handle.keys()}, dict(handle.metadata() or {})
+    except Exception as err:  # noqa: BLE001 - any failure to read is the same user-facing problem
+        raise UserError(f"'{path}' cannot be read as safetensors ({first_line(err)}); pass a file written by "
+                        f"`ssl-ctx export` or safetensors.torch.save_file") from None
+
+
+def exported_source(path: Path) -> dict[str, Any] | None:
+    """The ``source`` entry of an exported encoder file (see the module docstring), or None for any other file."""
+    from safetensors import safe_open
+
+    if path.suffix != SUFFIX or not path.is_file():
+        return None
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+        source = json.loads(metadata["source"]) if metadata.get("format") == ENCODER_FORMAT else None
+    except Exception:  # noqa: BLE001 - not an exported encoder: no source
+        return None
+    return source if isinstance(source, dict) else None

@@ -34,7 +34,7 @@ def write_encoder_file(path: Path, encoder: Any, source: dict[str, Any], dataset
     metadata above; ``source`` and ``dataset`` say where its weights come from."""
     from safetensors.torch import save_file
 
-    from ssl_ctx.files import atomic_write
+    from ssl_ctx.files import atomic_write, tensor_bytes
 
     state = {key: value.contiguous() for key, value in encoder.state_dict().items()}
     metadata = {
@@ -45,9 +45,14 @@ def write_encoder_file(path: Path, encoder: Any, source: dict[str, Any], dataset
         "input": json.dumps({"size": getattr(encoder, "input_size", None), "range": [-1, 1], "dataset": dataset}),
         "source": json.dumps(source),
     }
-    needed = sum(value.numel() * value.element_size() for value in state.values())
-    atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=metadata), needed_bytes=needed)
+    atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=metadata), needed_bytes=tensor_bytes(state))
     return path
+
+
+def exported_spec(metadata: dict[str, str]) -> dict[str, Any]:
+    """The build spec an exported file's metadata carries, as ``EncoderSpec.to_dict`` gives it (``name``,
+    ``options``): what :func:`write_encoder_file` stored under ``encoder`` and ``encoder_options``."""
+    return {"name": metadata.get("encoder", ""), "options": json.loads(metadata.get("encoder_options") or "{}")}
 
 
 def read_safetensors(path: Path) -> tuple[dict[str, Any], dict[str, str]]:

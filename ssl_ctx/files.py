@@ -92,6 +92,18 @@ def output_errors(folder: str | os.PathLike, needed_bytes: int | None = None,
         raise user_error from None
 
 
+def tensor_bytes(value: Any) -> int:
+    """Bytes of the tensors in a nested dict/list (anything with ``numel`` and ``element_size``, as torch tensors
+    have): about the size of the file they are saved to, the space a writer reserves."""
+    if hasattr(value, "numel") and hasattr(value, "element_size"):
+        return value.numel() * value.element_size()
+    if isinstance(value, dict):
+        return sum(tensor_bytes(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(tensor_bytes(v) for v in value)
+    return 0
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], object], needed_bytes: int | None = None) -> Path:
     """Call ``write(tmp)`` for a :func:`temporary_sibling` of ``path``, then rename it to ``path``.
 

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from ssl_ctx.errors import UserError, first_line
-from ssl_ctx.files import atomic_write
+from ssl_ctx.files import atomic_write, tensor_bytes
 
 CHECKPOINT_FORMAT = "ssl_ctx.checkpoint/1"
 
@@ -23,17 +23,6 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
     line naming the folder and the space needed) or a second writer."""
     payload = {"format": CHECKPOINT_FORMAT, **payload}
     return atomic_write(path, lambda tmp: torch.save(payload, tmp), needed_bytes=tensor_bytes(payload))
-
-
-def tensor_bytes(value: Any) -> int:
-    """Bytes of the tensors in a nested dict/list: about the size of the checkpoint file."""
-    if isinstance(value, torch.Tensor):
-        return value.numel() * value.element_size()
-    if isinstance(value, dict):
-        return sum(tensor_bytes(v) for v in value.values())
-    if isinstance(value, (list, tuple)):
-        return sum(tensor_bytes(v) for v in value)
-    return 0
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -19,7 +19,7 @@ from ssl_ctx.models.inpainting import (
     inpainting_discriminator,
     overlap_weight_map,
 )
-from ssl_ctx.models.spec import TIMM_PREFIX, EncoderSpec, build_encoder, encoder_spec, spec_of
+from ssl_ctx.models.spec import TIMM_PREFIX, EncoderSpec, build_encoder, encoder_spec
 from ssl_ctx.models.timm_encoder import TimmEncoder
 from ssl_ctx.registry import ENCODERS
 
@@ -52,5 +52,4 @@ __all__ = [
     "inpainting_discriminator",
     "last_feature_shape",
     "overlap_weight_map",
-    "spec_of",
 ]

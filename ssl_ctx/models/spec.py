@@ -38,10 +38,6 @@ class EncoderSpec:
             raise UserError(f"{source} has an unreadable encoder spec ({value!r}); pass a file written by ssl-ctx")
         return cls(value["name"], dict(value.get("options") or {}))
 
-    def __str__(self) -> str:
-        options = ", ".join(f"{key}={value}" for key, value in self.options.items())
-        return f"{self.name}({options})" if options else self.name
-
 
 def encoder_spec(name: str, model: Any = None) -> EncoderSpec:
     """The spec of encoder ``name`` built with the model settings ``model`` (a ``ModelConfig`` or its dict, such
@@ -76,12 +72,3 @@ def build_encoder(spec: EncoderSpec | str, **options: Any) -> nn.Module:
         encoder = ENCODERS.build(spec.name, **spec.options)
     encoder.spec = spec
     return encoder
-
-
-def spec_of(encoder: nn.Module) -> EncoderSpec:
-    """The spec an encoder was built from (:func:`build_encoder`); one line for an encoder built otherwise."""
-    spec = getattr(encoder, "spec", None)
-    if not isinstance(spec, EncoderSpec):
-        raise UserError(f"{type(encoder).__name__} was not built by ssl_ctx.models.build_encoder, so it has no "
-                        f"spec to store; build encoders with build_encoder(EncoderSpec(name, options))")
-    return spec

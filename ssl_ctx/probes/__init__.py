@@ -58,13 +58,13 @@ def run_probe(config: Config, resume: bool = False, deadline: float | None = Non
     checkpoint is removed once the record exists unless ``probe.keep_checkpoint``. Before the task, the
     encoder's BatchNorm statistics are treated as ``probe.bn_statistics`` says (:mod:`ssl_ctx.probes.batch_norm`).
     """
-    from ssl_ctx.data.loader import load_splits
+    from ssl_ctx.data.loader import load_data_split
     from ssl_ctx.engine.trainer import Trainer, run_label
-    from ssl_ctx.models import encoder_spec
+    from ssl_ctx.models import TIMM_PREFIX, encoder_spec
     from ssl_ctx.results.records import write_record
 
     started = time.perf_counter()
-    if config.probe.init.startswith("timm:"):  # the timm model is the encoder: say so in the resolved config
+    if config.probe.init.startswith(TIMM_PREFIX):  # the timm model is the encoder: say so in the resolved config
         config = dataclasses.replace(config, model=dataclasses.replace(config.model, encoder=config.probe.init))
     probe_fn = PROBES.get(config.probe.task)
     resolve_solver(config.probe)
@@ -77,7 +77,7 @@ def run_probe(config: Config, resume: bool = False, deadline: float | None = Non
         save_config(config, config.run_dir / "config.yaml")
     with trainer:  # closes TensorBoard's writer thread, on errors too
         normalisation = recompute_batch_norm_statistics(encoder.to(trainer.device), config.probe, config.data,
-                                                        config.train, load_splits(config.data)[0], trainer.device)
+                                                        config.train, load_data_split(config.data), trainer.device)
         context = ProbeContext(encoder, trainer, config.probe, config.data, config.train,
                                feature_root(config.probe.init, config.run_dir))
         outcome = probe_fn(context)

@@ -24,7 +24,6 @@ refused with one line naming the file, what it holds (the layer and both shapes)
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -148,14 +147,11 @@ def pretext_encoder(path: Path, payload: dict[str, Any], expected: EncoderSpec |
     return _fitted(path, "checkpoint", spec, state)
 
 
-def exported_spec(metadata: dict[str, str]) -> EncoderSpec:
-    """The build spec an exported encoder file's metadata carries (:mod:`ssl_ctx.encoder_file`)."""
-    return EncoderSpec(metadata.get("encoder", ""), json.loads(metadata.get("encoder_options") or "{}"))
-
-
 def _exported_encoder(path: Path, state: dict[str, torch.Tensor], metadata: dict[str, str],
                       expected: EncoderSpec | None) -> nn.Module:
-    spec = exported_spec(metadata)
+    from ssl_ctx.encoder_file import exported_spec
+
+    spec = EncoderSpec.from_dict(exported_spec(metadata), f"exported encoder '{path}'")
     _check_held(path, "exported encoder", spec.name, expected)
     return _fitted(path, "exported encoder", spec, state)
 

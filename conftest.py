@@ -1,4 +1,5 @@
-"""Shared fixtures: where the real data lives, and a private cache folder per test session."""
+"""Shared fixtures: where the real data lives, and a private cache folder per test session. How tests compare
+numbers (every tolerance says where it comes from): tests/README.md."""
 from __future__ import annotations
 
 import os

@@ -194,7 +194,10 @@ class ProbeConfig:
     pooled_features: int = 9216  # classification: adaptive-average-pool each map to about this many values
     # Ridge penalties (on the covariance of standardised features) tried on a held-out part of train
     # (classification: a stratified holdout_fraction of the images; segmentation: of the images' pixels).
-    ridge_alphas: list[float] = field(default_factory=lambda: [1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0])
+    # From 1e-4, the order of bf16's rounding of the features (its variance in standardised units: 2e-5 at conv1 to
+    # 5e-4 at conv5): a smaller penalty regularises nothing the rounding has not, and picking among such penalties
+    # picks among roundings, which differ from one CPU to another.
+    ridge_alphas: list[float] = field(default_factory=lambda: [1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0])
     holdout_fraction: float = 0.1
     pixels_per_image: int = 256  # frozen segmentation: labelled pixels per training image the ridge is fitted on
     keep_checkpoint: bool = False  # keep a trained probe's checkpoint after its record is written

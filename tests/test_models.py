@@ -146,6 +146,7 @@ def test_channelwise_fc_is_channelwise_and_matches_per_channel_linear() -> None:
     y2 = layer(x2)
     assert not torch.allclose(y2[:, 0], y[:, 0])
     torch.testing.assert_close(y2[:, 1:], y[:, 1:])
+    # assert_close's float32 defaults (rtol 1.3e-6, atol 1e-5: a few ulps); measured 0 on every kernel path tried.
     for c in range(3):  # parity with the definition: one n^2 -> n^2 linear map per channel
         expected = x[:, c].flatten(1) @ layer.weight[c].T + layer.bias[c]
         torch.testing.assert_close(y[:, c].flatten(1), expected)

@@ -4,12 +4,18 @@ The classifier minimises ``mean_i ||z_i W + b - y_i||² + alpha ||W||²`` on sta
 at its optimum by construction (no learning rate, no epochs, nothing stops early). The penalty is chosen among
 ``probe.ridge_alphas`` by the balanced accuracy (mean recall over classes) of a fit on the rest of the training
 set scored on a held-out part of it, from one eigendecomposition of the covariance (each candidate then costs a
-matrix product), and the classifier is refitted on the whole training set. scikit-learn's ``RidgeClassifierCV``
-gives the same solution but factorises the data again for every fit (or runs a full SVD of it), which costs
-minutes per layer on a 2-core machine instead of seconds.
+matrix product), and the classifier is refitted on the whole training set through a Cholesky factor of
+``covariance + alpha I``. scikit-learn's ``RidgeClassifierCV`` gives the same solution but factorises the data
+again for every fit (or runs a full SVD of it), which costs minutes per layer on a 2-core machine instead of
+seconds.
+
+Every step after reading the features is float64: the moments, the standardisation, the Gram sums and the
+solve. A float32 Gram sum carries ~1e-7 relative rounding that depends on the BLAS kernel (so on the CPU), and
+``covariance + alpha I`` multiplies it by its condition number (up to ~D / alpha): at alpha = 1e-3 that moved
+weights in their 4th digit from one CPU to another. In float64 the same amplification leaves ~1e-10.
 
 Features arrive as ``(N, D)`` arrays (NumPy, possibly memory-mapped float16) and are read in chunks, so the
-training set never has to fit in memory in float32.
+training set never has to fit in memory in float64.
 """
 from __future__ import annotations
 
@@ -25,9 +31,9 @@ _CHUNK = 4096  # rows per chunk when streaming features
 
 
 def _chunks(features: np.ndarray, chunk: int = _CHUNK) -> Iterator[tuple[int, torch.Tensor]]:
-    """(first row, float32 tensor) pieces of ``features`` in order."""
+    """(first row, float64 tensor) pieces of ``features`` in order."""
     for start in range(0, len(features), chunk):
-        yield start, torch.from_numpy(np.asarray(features[start:start + chunk], dtype=np.float32))
+        yield start, torch.from_numpy(np.asarray(features[start:start + chunk], dtype=np.float64))
 
 
 def stratified_holdout(labels: np.ndarray, fraction: float, seed: int = 0) -> np.ndarray:
@@ -70,12 +76,13 @@ class _Moments:
         self.y_sum = torch.zeros(self.classes, dtype=torch.float64)
 
     def add(self, z: torch.Tensor, labels: torch.Tensor) -> None:
+        """``z``: ``(n, D)`` float64 standardised features; ``labels``: ``(n,)`` int64."""
         y = torch.nn.functional.one_hot(labels, self.classes).to(z.dtype)
         self.count += len(z)
-        self.z_sum += z.sum(0).double()
-        self.zz += (z.T @ z).double()
-        self.zy += (z.T @ y).double()
-        self.y_sum += y.sum(0).double()
+        self.z_sum += z.sum(0)
+        self.zz += z.T @ z
+        self.zy += z.T @ y
+        self.y_sum += y.sum(0)
 
     def __add__(self, other: _Moments) -> _Moments:
         total = _Moments(self.dim, self.classes)
@@ -100,8 +107,8 @@ EDGE_MARGIN = 0.001
 class RidgeClassifier:
     """A fitted ridge classifier: ``scores = ((x - mean) / scale) @ weight + bias``; the class is the arg-max."""
 
-    mean: torch.Tensor  # (D,)
-    scale: torch.Tensor  # (D,)
+    mean: torch.Tensor  # (D,) float64
+    scale: torch.Tensor  # (D,) float64
     weight: torch.Tensor  # (D, K) float64
     bias: torch.Tensor  # (K,) float64
     alpha: float  # the chosen penalty (on the covariance of standardised features)
@@ -109,7 +116,7 @@ class RidgeClassifier:
 
     def scores(self, features: np.ndarray) -> torch.Tensor:
         """``(N, K)`` float64 class scores of ``(N, D)`` features."""
-        parts = [((chunk - self.mean) / self.scale).double() @ self.weight + self.bias
+        parts = [((chunk - self.mean) / self.scale) @ self.weight + self.bias
                  for _, chunk in _chunks(features)]
         return torch.cat(parts) if parts else torch.zeros(0, self.weight.shape[1], dtype=torch.float64)
 
@@ -133,20 +140,23 @@ class RidgeClassifier:
 
 
 def feature_moments(features: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-column mean and standard deviation ``(D,)``; a constant column gets scale 1 (it is left at 0)."""
+    """Per-column float64 mean and standard deviation ``(D,)``; a constant column gets scale 1 (it stays 0)."""
     total = torch.zeros(features.shape[1], dtype=torch.float64)
-    squares = torch.zeros_like(total)
     for _, chunk in _chunks(features):
-        total += chunk.sum(0).double()
-        squares += chunk.pow(2).sum(0).double()
+        total += chunk.sum(0)
     mean = total / len(features)
-    std = (squares / len(features) - mean.pow(2)).clamp_min(0).sqrt()
-    return mean.float(), torch.where(std > 1e-6 * std.max().clamp_min(1e-30), std, torch.ones_like(std)).float()
+    squares = torch.zeros_like(total)
+    for _, chunk in _chunks(features):  # two passes: no cancellation in E[x²] - E[x]² for large means
+        squares += (chunk - mean).pow(2).sum(0)
+    std = (squares / len(features)).sqrt()
+    return mean, torch.where(std > 1e-6 * std.max().clamp_min(1e-30), std, torch.ones_like(std))
 
 
 def _solve(covariance: torch.Tensor, cross: torch.Tensor, alpha: float) -> torch.Tensor:
-    eye = torch.eye(len(covariance), dtype=covariance.dtype)
-    return torch.linalg.solve(covariance + alpha * eye, cross)
+    """``(covariance + alpha I)⁻¹ cross`` through a Cholesky factor: the matrix is symmetric positive definite
+    for alpha > 0, and the factorisation is backward stable, so the error is ~ condition number x 1e-16."""
+    factor = torch.linalg.cholesky(covariance + alpha * torch.eye(len(covariance), dtype=covariance.dtype))
+    return torch.cholesky_solve(cross, factor)
 
 
 def balanced_accuracy(predicted: torch.Tensor, labels: torch.Tensor, num_classes: int) -> float:
@@ -186,10 +196,10 @@ def fit_ridge_classifier(features: np.ndarray, labels: np.ndarray, num_classes: 
 
     holdout_accuracy: dict[float, float] = {}
     alpha = float(max(alphas))
-    if held.any():  # float64: the smallest penalties sit near float32's rounding of the small eigenvalues
+    if held.any():
         covariance, cross, z_mean, y_mean = fit_part.centred()
         values, vectors = torch.linalg.eigh(covariance)
-        projected = (torch.cat(held_rows).double() - z_mean) @ vectors
+        projected = (torch.cat(held_rows) - z_mean) @ vectors
         rotated = vectors.T @ cross  # one rotation serves every penalty
         held_labels = torch.from_numpy(labels[held].astype(np.int64))
         for candidate in sorted(float(a) for a in alphas):

@@ -47,15 +47,15 @@ class Tolerance:
 
 PROBE = r"^/probe/{}/[^/]+/seed\d+/"  # a probe of tests/configs/bench_golden.yaml, by name
 TOLERANCES = (
-    Tolerance("pretext losses", r"^/pretext/[^/]+/seed\d+/(history\[\d+\]|metrics)/(loss\w*|eval_(?!top1)\w+)$", 1e-5, 0.0,
-              "5.4e-7 relative (supervised eval_cross_entropy)"),
+    Tolerance("pretext losses", r"^/pretext/[^/]+/seed\d+/(history\[\d+\]|metrics)/(loss\w*|eval_(?!top1)\w+)$",
+              1e-5, 0.0, "5.4e-7 relative (supervised eval_cross_entropy)"),
     Tolerance("probe training losses", PROBE.format(r"\w+") + r"metrics/loss(_classifier|_objectness|_rpn_box_reg)?$",
               1.5e-2, 0.0, "1.4e-3 relative (supervised detection loss_classifier)"),
     Tolerance("ridge scores", PROBE.format("ridge") + r"metrics/top1@\w+$", 0.0, 0.04,
               "4.0e-3 absolute (2 of 500 images, supervised conv5)"),
     Tolerance("frozen segmentation scores", PROBE.format("segmentation_ridge") +
               r"metrics/(miou|pixel_accuracy)$", 0.0, 3e-3, "3.3e-4 absolute (supervised miou)"),
-    Tolerance("fine-tuned scores", r"^/(pretext/[^/]+|probe/(finetune|segmentation_finetune)/[^/]+)/seed\d+/"
+    Tolerance("trained-network scores", r"^/(pretext/[^/]+|probe/(finetune|segmentation_finetune)/[^/]+)/seed\d+/"
               r"metrics/(top1|eval_top1|batch_\w+|miou|pixel_accuracy)$", 0.0, 2e-2,
               "2.0e-3 absolute (1 of 500 images)"),
     # After one SGD step a detector's mAP is ~1e-4 (a few boxes among near-equal scores: 87 % apart between kernel
@@ -144,8 +144,8 @@ def _leaves(value: Any, where: str = ""):
 
 
 def spread(runs: dict[str, dict[str, Any]], reference: str) -> dict[str, tuple[float, float, str]]:
-    """Tolerance name (or "exact") -> (largest relative, largest absolute difference, its field) of every run
-    against ``reference``, over the floats each class holds."""
+    """Tolerance name (or "exact") -> (largest relative difference, largest absolute difference, the field and run
+    of the largest relative one) of every run against ``reference``, over the floats each class holds."""
     found: dict[str, tuple[float, float, str]] = {}
     base = dict(_leaves(runs[reference]))
     for name, records in runs.items():
@@ -194,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
         relative, absolute, where = found.get(label, (0.0, 0.0, ""))
         allowed = "not compared" if tolerance and tolerance.relative is None else \
             f"{tolerance.relative:g} rel + {tolerance.absolute:g} abs" if tolerance else "equal"
-        print(f"{label:22s} spread {relative:.2e} rel, {absolute:.2e} abs  allowed: {allowed}  {where}")
+        when_set = f"  (when set: {tolerance.measured})" if tolerance else ""
+        print(f"{label:28s} spread {relative:.2e} rel, {absolute:.2e} abs  allowed: {allowed}{when_set}  {where}")
     return 0
 
 

@@ -81,8 +81,6 @@ def test_ridge_equals_scikit_learn_and_separates_separable_data():
     assert (fit.predict(features) == labels).all()
 
 
-
-
 @pytest.mark.parametrize("alpha", [1e-5, 1e-3, 1.0])
 def test_ridge_equals_scikit_learn_on_a_near_singular_design(alpha):
     from sklearn.linear_model import Ridge

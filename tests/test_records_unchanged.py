@@ -44,7 +44,8 @@ def test_the_comparison_allows_a_cpus_rounding_and_catches_a_change():
     expected = record()
     assert compare(json.loads(json.dumps(expected)), expected) == []
     assert compare(record(top1=0.25 + 0.004, loss=0.5 * (1 + 5.4e-7), map50=3e-4), expected) == []  # two CPUs apart
-    assert compare(record(top1=0.31), expected) == ["/probe/ridge/m/seed0/metrics/top1@conv5: 0.31 != 0.25 (ridge scores)"]
+    assert compare(record(top1=0.31), expected) == [
+        "/probe/ridge/m/seed0/metrics/top1@conv5: 0.31 != 0.25 (ridge scores)"]
     assert sorted(compare(record(loss=0.50005), expected)) == [
         "/pretext/m/seed0/history[0]/loss: 0.50005 != 0.5 (pretext losses)",
         "/pretext/m/seed0/metrics/loss: 0.50005 != 0.5 (pretext losses)"]

@@ -64,6 +64,8 @@ DATASET = "tiny-imagenet-200"
 RESULTS = Path(__file__).resolve().parent / "results"
 # Dense (no sparsity) bf16 tensor-core peaks from NVIDIA's data sheets, TFLOP/s; matched on the device name.
 GPU_PEAK_BF16_TFLOPS = (("H200", 989.4), ("H100 PCIe", 756.0), ("H100", 989.4), ("A100", 312.0))
+# bf16 FLOP per cycle per core of the CPU's widest bf16 matrix instructions, by /proc/cpuinfo flag, widest first.
+CPU_BF16_FLOP_PER_CYCLE = {"amx_bf16": 1024, "avx512_bf16": 64}
 MEMORY_STEPS = 2  # steps after a path's warm-up over which its peak memory is read
 
 
@@ -82,11 +84,35 @@ def device_slug(device: torch.device) -> str:
     return re.sub(r"[^a-z0-9]+", "-", torch.cuda.get_device_name(device).lower()).strip("-")
 
 
-def peak_tflops(device: torch.device) -> float | None:
-    if device.type != "cuda":
-        return None
-    name = torch.cuda.get_device_name(device)
-    return next((peak for key, peak in GPU_PEAK_BF16_TFLOPS if key in name), None)
+def peak_tflops(device: torch.device) -> tuple[float | None, str]:
+    """(bf16 peak TFLOP/s of what the benchmark uses, how it was derived); None where no figure is known."""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        peak = next((peak for key, peak in GPU_PEAK_BF16_TFLOPS if key in name), None)
+        return peak, f"{name}: NVIDIA's dense bf16 tensor-core figure" if peak else f"{name}: no figure known"
+    return cpu_peak_tflops()
+
+
+def cpu_peak_tflops(cpuinfo: str | None = None, threads: int | None = None) -> tuple[float | None, str]:
+    """bf16 matrix peak of the cores torch uses: threads x clock x bf16 FLOP per cycle per core.
+
+    FLOP per cycle per core (``CPU_BF16_FLOP_PER_CYCLE``): AMX tiles 1024 (Intel's figure for AMX-BF16); AVX512-BF16
+    64 (one 512-bit VDPBF16PS per cycle: 32 bf16 products and 32 sums). The clock is /proc/cpuinfo's current
+    ``cpu MHz`` (a virtual machine reports its nominal clock there; turbo is not counted). ``cpuinfo`` and
+    ``threads`` replace /proc/cpuinfo and torch's thread count (tests)."""
+    try:
+        text = cpuinfo if cpuinfo is not None else Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None, "no /proc/cpuinfo: peak unknown"
+    flags = set((re.search(r"^flags\s*:\s*(.+)$", text, re.MULTILINE) or [None, ""])[1].split())
+    clock = re.search(r"^cpu MHz\s*:\s*([0-9.]+)$", text, re.MULTILINE)
+    kind = next((flag for flag in CPU_BF16_FLOP_PER_CYCLE if flag in flags), None)
+    if kind is None or clock is None:
+        return None, "no native bf16 matrix instructions (AMX, AVX512-BF16) or no clock: peak unknown"
+    threads = threads or torch.get_num_threads()
+    ghz, per_cycle = float(clock.group(1)) / 1000, CPU_BF16_FLOP_PER_CYCLE[kind]
+    return (threads * ghz * per_cycle / 1000,
+            f"{threads} cores x {ghz:.2f} GHz x {per_cycle} bf16 FLOP/cycle ({kind}; turbo not counted)")
 
 
 def synchronize(device: torch.device) -> None:
@@ -195,7 +221,9 @@ def paired_summary(timings: dict[str, Any], batch_size: int) -> dict[str, Any]:
 
 
 def model_config(size: int, args: argparse.Namespace, device: torch.device) -> Config:
-    return load_config(None, [
+    """The benchmarked model: ``--config``'s model options (default: the package's, i.e. the paper's widths) at
+    ``size`` px."""
+    return load_config(args.config, [
         f"model.encoder=alexnet{size}", f"data.input_size={size}", "mask.type=random_region",
         f"train.batch_size={args.batch_size}", f"train.device={device}", f"train.compile={str(args.compile).lower()}",
         "train.progress=false",
@@ -361,13 +389,15 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
             torch.cuda.empty_cache()
     after = machine()
     print(f"load average {load_text(after['load_average'])} after the run", flush=True)
-    peak = peak_tflops(device)
+    peak, peak_basis = peak_tflops(device)
     return {
         "benchmark": "context-encoder pretext training step (random-region masks)",
         "command": command,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "device": describe_device(device),
         "device_peak_bf16_tflops": peak,
+        "device_peak_basis": peak_basis,
+        "config": str(args.config) if args.config else None,
         "cpu": before["cpu"],
         "cpu_count": before["cpu_count"],
         "cpus_usable": before["cpus_usable"],
@@ -421,6 +451,8 @@ def format_table(report: dict[str, Any]) -> str:
 def format_header(report: dict[str, Any]) -> str:
     """The Markdown file's preamble: what was run, how the ratio was measured, and the machine's load."""
     pairs = report["measured_steps"]
+    peak, basis = report.get("device_peak_bf16_tflops"), report.get("device_peak_basis") or "unknown"
+    peak_text = f"{basis} = {peak:.3f} TFLOP/s" if peak else basis
     ratios = "; ".join(f"{entry['size']} px {entry['speedup']:.2f}x (IQR {entry['speedup_iqr'][0]:.2f}–"
                        f"{entry['speedup_iqr'][1]:.2f})" for entry in report["results"])
     return (f"{report['benchmark']}, {report['device']}, torch {report['torch']}, batch {report['batch_size']}, "
@@ -431,7 +463,7 @@ def format_header(report: dict[str, Any]) -> str:
             f"first: {ratios}. Machine: {report['cpu']}, {report['cpu_count']} CPUs ({report['cpus_usable']} usable "
             f"by the benchmark), torch threads {report['torch_threads']}; load average "
             f"{load_text(report['load_average_before'])} before the run and "
-            f"{load_text(report['load_average_after'])} after.\n\n"
+            f"{load_text(report['load_average_after'])} after. bf16 peak assumed: {peak_text}.\n\n"
             f"Command: `{report['command']}`")
 
 
@@ -446,6 +478,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="steps each path runs alone before timing (default: 10)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the fast path's model")
+    parser.add_argument("--config", type=Path, default=None,
+                        help="pretext config whose model options (width, norm, groups, ...) are benchmarked, e.g. "
+                             "configs/pretext/quick.yaml (default: the package's defaults, the paper's network)")
     parser.add_argument("--num-workers", type=int, default=min(8, os.cpu_count() or 1),
                         help="DataLoader workers of the reference loop (default: min(8, CPU cores))")
     parser.add_argument("--limit", type=int, default=None,

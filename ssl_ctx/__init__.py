@@ -1,3 +1,3 @@
 """ssl_ctx: a benchmark suite for self-supervised visual feature learning around Context Encoders."""
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"

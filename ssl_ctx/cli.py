@@ -51,10 +51,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from ssl_ctx.bench.launchers import Launch
     from ssl_ctx.bench.runner import run_bench
 
-    launch = Launch(workers=args.workers, launcher=args.launcher, slurm_partition=args.slurm_partition,
+    bench = _load(args)
+    workers = args.workers or (str(bench.bench.workers) if bench.bench.workers and not args.launcher else None)
+    launch = Launch(workers=workers, launcher=args.launcher, slurm_partition=args.slurm_partition,
                     slurm_gpus_per_job=args.slurm_gpus_per_job, slurm_cpus_per_job=args.slurm_cpus_per_job,
                     slurm_time_minutes=args.slurm_time_minutes, slurm_group=args.slurm_group)
-    complete = run_bench(_load(args), config_path=args.config, overrides=args.overrides, stop_after=args.stop_after,
+    complete = run_bench(bench, config_path=args.config, overrides=args.overrides, stop_after=args.stop_after,
                          replace_changed=args.replace_changed, launch=launch)
     return 0 if complete else STOPPED_EARLY
 
@@ -63,7 +65,15 @@ def cmd_table(args: argparse.Namespace) -> None:
     from ssl_ctx.results.tables import table_command
 
     table_command(args.runs_dir, output=args.output, paper=args.paper, baseline=args.baseline or None,
-                  overwrite=args.overwrite)
+                  overwrite=args.overwrite, comparisons=[_comparison(text) for text in args.compare])
+
+
+def _comparison(text: str) -> tuple[str, str]:
+    """``--compare A:B`` -> (A, B)."""
+    method, _, other = text.partition(":")
+    if not method or not other:
+        raise UserError(f"--compare takes METHOD:OTHER (e.g. context_encoder:autoencoder), not '{text}'")
+    return method, other
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -149,8 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "otherwise) are moved to <folder>.replaced-<time>/ with the probes that read them, "
                             "and recomputed")
     bench.add_argument("--workers", metavar="N|gpus",
-                       help="run N cells at once, each in a worker process with cores/N torch threads (default 1: "
-                            "one after another in this process); 'gpus': one worker per visible GPU. A probe waits "
+                       help="run N cells at once, each in a worker process with cores/N torch threads (default: the "
+                            "config's bench.workers, else 1: one after another in this process); 'gpus': one worker per visible GPU. A probe waits "
                             "for its pretext cell; each cell's output goes to <folder>/logs/. With --launcher: "
                             "jobs at once (default: 1 for local, no limit for slurm)")
     bench.add_argument("--launcher", choices=("local", "slurm"),
@@ -175,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("--baseline", default="random_init",
                        help="method the differences (Δ, Welch's t-test) are taken from (default: random_init; "
                             "'' for none)")
+    table.add_argument("--compare", action="append", default=[], metavar="METHOD:OTHER",
+                       help="also show METHOD's difference from OTHER (e.g. context_encoder:autoencoder); "
+                            "repeatable")
     table.add_argument("--overwrite", action="store_true", help="replace tables already in the output folder")
 
     export = verb("export", cmd_export, "write a pretext checkpoint's encoder as a safetensors file with its build "

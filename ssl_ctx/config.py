@@ -199,6 +199,9 @@ class ProbeConfig:
     # picks among roundings, which differ from one CPU to another.
     ridge_alphas: list[float] = field(default_factory=lambda: [1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0])
     holdout_fraction: float = 0.1
+    # Seed of that held-out part. Fixed (not train.seed) so that every encoder and seed is read out alike; vary it
+    # to measure how much the penalty choice alone moves a result on one encoder.
+    holdout_seed: int = 0
     pixels_per_image: int = 256  # frozen segmentation: labelled pixels per training image the ridge is fitted on
     keep_checkpoint: bool = False  # keep a trained probe's checkpoint after its record is written
     # Keep the frozen features this probe extracted (features/ beside the checkpoint) for later probes to reuse;
@@ -236,6 +239,15 @@ class BenchConfig:
     probes: dict[str, dict[str, Any]] = field(default_factory=dict)
     seeds: list[int] = field(default_factory=lambda: [0, 1])
     baseline: str = "random_init"  # the method the table's differences are taken from
+    # Further differences the table shows, as [method, other method] pairs: [[context_encoder, autoencoder]] is
+    # the paper's central comparison (inpainting against plain reconstruction).
+    comparisons: list[list[str]] = field(default_factory=list)
+    # Cells run at once when `ssl-ctx bench` gets no --workers: null = one after another in the bench process; N =
+    # N worker processes sharing the cores (each cores // N torch threads).
+    workers: int | None = None
+    # Keep each encoder's cached frozen features (features/ beside its checkpoint) after all its probes have run;
+    # false deletes them then (about 1.3 GB per encoder in the quick bench).
+    keep_features: bool = True
 
 
 @dataclass

@@ -141,9 +141,9 @@ def write_json_atomic(path: str | os.PathLike, payload: Any) -> Path:
 
 
 @contextlib.contextmanager
-def exclusive_lock(path: str | os.PathLike, what: str, holder: str = "") -> Iterator[None]:
+def exclusive_lock(path: str | os.PathLike, what: str, holder: str = "", wait: bool = False) -> Iterator[None]:
     """Hold an advisory lock on ``path`` (created if needed) for the block, or fail at once with one UserError line
-    naming the process that holds it.
+    naming the process that holds it (``wait``: block until it is free instead).
 
     The lock is ``flock``'s: the kernel releases it when its process dies, so a lock left by a killed process is
     simply taken over. The file holds the holder's pid, host, start time and ``holder`` (say, its command line)
@@ -156,7 +156,7 @@ def exclusive_lock(path: str | os.PathLike, what: str, holder: str = "") -> Iter
     try:
         if fcntl is not None:
             try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
             except BlockingIOError:
                 handle.seek(0)
                 held_by = " ".join(handle.read().split()) or "another process"

@@ -15,6 +15,7 @@ class ArraySplit:
     images: np.ndarray
     labels: np.ndarray | None = None
     label_maps: np.ndarray | None = None
+    boxes: list[np.ndarray] | None = None  # per image (k, 4) relative xyxy
     mean_rgb: tuple[float, float, float] = (120.0, 110.0, 100.0)
     class_names: list[str] = field(default_factory=list)
     dataset: str = "random"

@@ -80,7 +80,8 @@ def test_table_of_an_empty_folder_is_one_clear_line(tmp_path):
 
 
 def test_progress_estimates_the_time_left_from_cells_of_the_same_kind():
-    from ssl_ctx.bench.runner import BenchProgress, Cell
+    from ssl_ctx.bench.plan import Cell
+    from ssl_ctx.bench.progress import BenchProgress
 
     plan = [Cell("ce", 0), Cell("ce", 0, "cls"), Cell("ce", 1), Cell("ce", 1, "cls"), Cell("ce", 2, "cls")]
     progress = BenchProgress(plan)

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
@@ -228,3 +229,35 @@ def test_bad_parallel_options_are_one_line_before_anything_is_written(options, m
     assert status == 2
     assert err.count("\n") == 1 and err.startswith("ssl-ctx: error: ") and message in err
     assert not (tmp_path / "bench-tiny").exists()
+
+
+@pytest.mark.slow
+def test_the_quick_benchs_shape_compares_with_the_autoencoder_and_shares_features(real_data, tmp_path, capsys):
+    status = main(["bench", "tests/configs/bench_compare.yaml", f"output_dir={tmp_path}"])
+    out, err = capsys.readouterr()
+    assert status == 0, err
+    assert "started on worker 2" in out  # bench.workers: 2, no --workers given
+    bench_dir = tmp_path / "bench-compare"
+    table = (bench_dir / "tables" / "table.md").read_text()
+    for section in ("classification", "localisation", "classification_alone"):
+        assert f"### {section}\n" in table
+    assert table.count("| ↳ Δ vs autoencoder |") == 3
+    csv = pd.read_csv(bench_dir / "tables" / "table.csv")
+    versus = csv[(csv["method"] == "context_encoder") & (csv["baseline"] == "autoencoder")]
+    assert sorted(versus["probe"].unique()) == ["classification", "classification_alone", "localisation"]
+    assert len(versus) == 15 and list(versus[versus["probe"] == "localisation"]["metric"].unique()) == ["map50"]
+    # The localisation probe's class read-out is the classification probe's: the same numbers in both sections.
+    shown = csv.set_index(["probe", "method", "layer", "baseline"])["values"].fillna("")
+    for method in ("context_encoder", "autoencoder", "random_init"):
+        for layer in ("conv1", "conv5"):
+            ours = shown.xs(("classification", method, layer), level=("probe", "method", "layer")).iloc[0]
+            alone = shown.xs(("classification_alone", method, layer), level=("probe", "method", "layer")).iloc[0]
+            assert ours == alone, (method, layer)
+    for method in ("context_encoder", "autoencoder", "random_init"):
+        for seed in (0, 1):
+            # One extraction per encoder and split, whichever probe came first; the other read it.
+            caches = [json.loads((bench_dir / "probe" / probe / method / f"seed{seed}" / "record.json").read_text())
+                      ["probe"]["features"] for probe in ("classification_localisation", "classification_alone")]
+            assert sorted(split for cache in caches for split in cache["extracted"]) == ["train", "val"]
+            assert sorted(split for cache in caches for split in cache["reused"]) == ["train", "val"]
+            assert not (bench_dir / "pretext" / method / f"seed{seed}" / "features").exists()

@@ -17,6 +17,7 @@ QUICK = ["data.limit=16", "data.eval_limit=8", "train.epochs=1", "train.batch_si
 PROBE_CONFIGS = {
     "classification_tiny_frozen.yaml": ("top1@conv1", "top1@conv5"),
     "classification_cifar_frozen.yaml": ("top1@conv1", "top1@conv5"),
+    "localisation_tiny_frozen.yaml": ("map50@conv1", "corloc@conv5", "box_iou@conv3", "map@conv2"),
     "segmentation_camvid_frozen.yaml": ("miou", "pixel_accuracy"),
     "segmentation_facade_frozen.yaml": ("miou", "pixel_accuracy"),
     "classification_tiny_finetune.yaml": ("top1",),

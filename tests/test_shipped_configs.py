@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from ssl_ctx.bench.runner import cells, configs_root, pretext_config, probe_config
+from ssl_ctx.bench.plan import cells, configs_root, pretext_config, probe_config
 from ssl_ctx.config import load_config
 from ssl_ctx.probes.common import resolve_solver
 

@@ -221,7 +221,8 @@ def test_markdown_per_layer_probe_has_layer_columns_and_marks_significance(made)
     assert "| **+10.0** [+" in context and context.count("**") == 8  # conv2..conv5 bold
     autoencoder = lines[lines.index(next(l for l in lines if l.startswith("| autoencoder | 3 |"))) + 1]
     assert autoencoder.count("n.s.") == 5 and "**" not in autoencoder
-    assert "Δ: difference of means from random_init with its 95 % confidence interval (Welch's t-test" in text
+    assert ("Δ vs X: difference of means from method X (the baseline random_init, or another named) with its 95 % "
+            "confidence interval (Welch's t-test") in text
 
 
 def test_markdown_single_seed_gets_no_test_and_nothing_rounds_to_minus_zero(made):
@@ -315,3 +316,72 @@ def test_cli_table_end_to_end(tmp_path, capsys):
     error = capsys.readouterr().err.strip()
     assert error.startswith("ssl-ctx: error: ") and error.count("\n") == 0 and "--overwrite" in error
     assert main([*arguments, "--overwrite"]) == 0
+
+
+# --- a further comparison: the context encoder against the autoencoder ----------------------------------------
+
+def test_a_further_comparison_adds_rows_beside_the_baselines(tmp_path):
+    frame = collect_records(synthetic_runs(tmp_path))
+    summary = summarise(frame, "random_init", comparisons=[("context_encoder", "autoencoder")])
+    cls = summary[summary["probe"] == "cls-tiny"]
+    against_ae = cls[(cls["method"] == "context_encoder") & (cls["baseline"] == "autoencoder")]
+    against_random = cls[(cls["method"] == "context_encoder") & (cls["baseline"] == "random_init")]
+    assert list(against_ae["column"]) == list(LAYERS) and len(against_random) == 5
+    ce = np.array(LAYER_SCORES["context_encoder"])
+    ae = np.array(LAYER_SCORES["autoencoder"])
+    for index, (_, row) in enumerate(against_ae.iterrows()):
+        expected = welch_compare(ce[:, index], ae[:, index])
+        assert row["delta"] == pytest.approx(ce[:, index].mean() - ae[:, index].mean(), abs=1e-12)
+        assert (row["ci_low"], row["ci_high"]) == pytest.approx((expected.ci_low, expected.ci_high), abs=1e-12)
+    # The same method numbers on both rows; the autoencoder itself is still compared with the baseline only.
+    assert list(against_ae["mean"]) == list(against_random["mean"])
+    assert set(cls.loc[cls["method"] == "autoencoder", "baseline"]) == {"random_init"}
+    # A pair whose method has no records (seg-camvid has one seed of the context encoder: still a row, no test).
+    seg = summary[(summary["probe"] == "seg-camvid") & (summary["baseline"] == "autoencoder")]
+    assert len(seg) == 1 and seg["significant"].iloc[0] is None
+
+
+def test_the_comparison_reaches_the_markdown_csv_and_provenance(tmp_path):
+    root = synthetic_runs(tmp_path)
+    table_command(root, comparisons=[("context_encoder", "autoencoder")])
+    markdown = (root / "tables" / "table.md").read_text()
+    lines = [line for line in markdown.splitlines() if line.startswith("| ")]
+    ce_row = next(i for i, line in enumerate(lines) if line.startswith("| context_encoder | 3 |"))
+    assert lines[ce_row + 1].startswith("| ↳ Δ vs random_init |")
+    assert lines[ce_row + 2].startswith("| ↳ Δ vs autoencoder |") and "**+" in lines[ce_row + 2]
+    csv = pd.read_csv(root / "tables" / "table.csv")
+    rows = csv[(csv["method"] == "context_encoder") & (csv["baseline"] == "autoencoder")]
+    assert set(rows["probe"]) == {"cls-tiny", "seg-camvid"} and len(rows) == 6
+    provenance = json.loads((root / "tables" / "provenance.json").read_text())
+    assert provenance["comparisons"] == [["context_encoder", "autoencoder"]]
+    assert provenance["command"].endswith("--compare context_encoder:autoencoder")
+
+
+def test_cli_compare_takes_method_colon_other(tmp_path, capsys):
+    synthetic_runs(tmp_path)
+    assert main(["table", str(tmp_path), "--compare", "context_encoder"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and "--compare takes METHOD:OTHER" in error and "'context_encoder'" in error
+    assert main(["table", str(tmp_path), "--compare", "context_encoder:autoencoder", "--overwrite"]) == 0
+    assert "| ↳ Δ vs autoencoder |" in capsys.readouterr().out
+
+
+def test_one_record_can_fill_two_table_sections(tmp_path):
+    """A probe whose read-outs answer two questions (the localisation probe's class and box) names its sections in
+    tags.tables; each becomes a probe of its own, and other metrics stay out."""
+    for method, shift in (("random_init", 0.0), ("context_encoder", 0.05)):
+        for seed in range(2):
+            metrics = {**{f"top1@{layer}": 0.1 + shift + 0.01 * seed for layer in LAYERS},
+                       **{f"map50@{layer}": 0.03 + shift + 0.01 * seed for layer in LAYERS},
+                       **{f"corloc@{layer}": 0.5 for layer in LAYERS}}
+            path = write_probe(tmp_path, "classification_localisation", method, seed, metrics, task="localisation",
+                               metric=None)
+            record = json.loads(path.read_text())
+            record["config"]["tags"]["tables"] = {"classification": "top1", "localisation": "map50"}
+            path.write_text(json.dumps(record))
+    frame = collect_records(tmp_path)
+    assert list(pd.unique(frame["probe"])) == ["classification", "localisation"]
+    assert set(frame.loc[frame["probe"] == "classification", "metric"]) == {"top1"}
+    assert set(frame.loc[frame["probe"] == "localisation", "metric"]) == {"map50"}
+    markdown = table_command(tmp_path) is not None and (tmp_path / "tables" / "table.md").read_text()
+    assert "### classification\n" in markdown and "### localisation\n" in markdown and "corloc" not in markdown

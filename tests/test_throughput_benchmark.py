@@ -85,3 +85,13 @@ def test_a_small_run_on_real_images_writes_the_paired_ratios_and_the_load(real_d
     assert f"Command: `python benchmarks/throughput.py {' '.join(args)}`" in markdown
     assert "median of 3 paired ratios" in markdown and "load average" in markdown
     assert f"**{entry['speedup']:.2f}x** (IQR {low:.2f}–{high:.2f})" in markdown
+
+
+def test_the_cpu_peak_follows_the_widest_bf16_instructions():
+    cpu_peak_tflops = throughput.cpu_peak_tflops
+    zen4 = "model name\t: AMD EPYC\ncpu MHz\t\t: 2600.000\nflags\t\t: fpu avx512f avx512_bf16\n"
+    peak, basis = cpu_peak_tflops(zen4, threads=2)
+    assert peak == pytest.approx(2 * 2.6 * 64 / 1000) and "avx512_bf16" in basis and "2 cores x 2.60 GHz" in basis
+    xeon = zen4.replace("avx512_bf16", "avx512_bf16 amx_bf16 amx_tile")
+    assert cpu_peak_tflops(xeon, threads=2)[0] == pytest.approx(2 * 2.6 * 1024 / 1000)
+    assert cpu_peak_tflops(zen4.replace(" avx512_bf16", ""), threads=2)[0] is None

@@ -17,7 +17,7 @@ submitit jobs.
   most ``--workers`` at once). submitit's files and logs go to ``<bench folder>/submitit/``. A SLURM job stops its
   cell a little before the job's time limit (the cell checkpoints), so the next run of the bench resumes it.
 
-All run :func:`ssl_ctx.bench.scheduler.run_cells`. A worker or job that dies without reporting (killed, out of
+All run :func:`ssl_ctx.bench.cell.run_cells`. A worker or job that dies without reporting (killed, out of
 memory) leaves each of its unfinished cells an ``error.json`` written here from its exit status or exception and
 its log.
 """
@@ -34,7 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ssl_ctx.bench.runner import Cell, write_cell_error
+from ssl_ctx.bench.cell import run_cells, write_cell_error
+from ssl_ctx.bench.plan import Cell
 from ssl_ctx.bench.worker import STATUS
 from ssl_ctx.config import Config
 from ssl_ctx.engine.device import cpu_cores
@@ -145,8 +146,6 @@ class InProcess:
         return _Unit(unit)
 
     def finished(self, handle: _Unit) -> list[str]:
-        from ssl_ctx.bench.scheduler import run_cells
-
         return run_cells(self.bench, handle.cells, self.root, self.deadline)
 
     def stop(self, handles: list[_Unit]) -> None:
@@ -256,8 +255,6 @@ class SubmititJobs:
 
     def start(self, unit: list[Cell], slot: int) -> _Job:
         from submitit.core.utils import FailedSubmissionError
-
-        from ssl_ctx.bench.scheduler import run_cells
 
         head = unit[0]
         self.executor.update_parameters(name=f"{self.bench.name}.{head.probe or 'pretext'}.{head.method}."

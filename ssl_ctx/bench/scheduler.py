@@ -24,12 +24,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
-from ssl_ctx.bench.runner import ERROR_NAME, BenchProgress, Cell, _duration, run_cell
+from ssl_ctx.bench.cell import BLOCKING, OUTCOMES
+from ssl_ctx.bench.plan import ERROR_NAME, Cell
+from ssl_ctx.bench.progress import BenchProgress, duration
 from ssl_ctx.config import Config
 from ssl_ctx.results.records import RECORD_NAME
-
-OUTCOMES = ("done", "skipped", "failed", "not run", "stopped")
-_BLOCKING = ("failed", "not run")  # a probe does not run after its pretext cell ended so
 
 
 class Launcher(Protocol):
@@ -46,36 +45,6 @@ class Launcher(Protocol):
 
     def stop(self, handles: list[Any]) -> None:
         """End these units now (Ctrl-C): they leave only whole files."""
-
-
-def run_cells(bench: Config, cells: list[Cell], root: Path, deadline: float | None = None,
-              threads: int | None = None, job_seconds: float | None = None) -> list[str]:
-    """Run ``cells`` one after another in this process: what a worker process or a submitit job does.
-
-    Returns each cell's outcome: ``run_cell``'s ('done', 'skipped', 'failed'), 'stopped' (a time limit came first:
-    the cell checkpointed, or never started) or 'not run' (its pretext cell failed just before). ``threads``: torch
-    threads of this process. ``job_seconds``: the job's own time limit, which stops a cell as ``deadline`` does.
-    """
-    import torch
-
-    from ssl_ctx.engine.trainer import TimeLimitReached
-
-    if threads:
-        torch.set_num_threads(threads)
-    if job_seconds is not None:
-        deadline = min(deadline or math.inf, time.time() + job_seconds)
-    outcomes: dict[Cell, str] = {}
-    for cell in cells:
-        if deadline is not None and time.time() >= deadline:
-            outcomes[cell] = "stopped"
-        elif cell.probe and outcomes.get(cell.pretext) in _BLOCKING:
-            outcomes[cell] = "not run"
-        else:
-            try:
-                outcomes[cell] = run_cell(bench, cell, root, deadline)
-            except TimeLimitReached:
-                outcomes[cell] = "stopped"
-    return [outcomes[cell] for cell in cells]
 
 
 def units(cells: list[Cell], group: bool) -> list[list[Cell]]:
@@ -123,7 +92,7 @@ def run_plan(bench: Config, plan: list[Cell], launcher: Launcher, deadline: floa
                 late = deadline is not None and time.time() >= deadline
                 for unit in [] if late else list(waiting):
                     upstream = outcome.get(unit[0].pretext) if unit[0].probe else "done"
-                    if upstream in _BLOCKING:
+                    if upstream in BLOCKING:
                         waiting.remove(unit)
                         for cell in unit:
                             settle(cell, "not run", 0.0)
@@ -157,13 +126,13 @@ def _ending(bench: Config, cell: Cell, result: str, seconds: float) -> str:
     if result == "not run":
         return "not run: its pretext cell failed"
     if result == "stopped":
-        return f"stopped at the time limit after {_duration(seconds)}"
+        return f"stopped at the time limit after {duration(seconds)}"
     if result == "failed":
         path = cell.run_dir(bench.run_dir) / ERROR_NAME
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-            return f"failed after {_duration(seconds)}: {json.loads(path.read_text())['error']} (see {path})"
-        return f"failed after {_duration(seconds)} (see {path})"
-    return f"{result} in {_duration(seconds)}"
+            return f"failed after {duration(seconds)}: {json.loads(path.read_text())['error']} (see {path})"
+        return f"failed after {duration(seconds)} (see {path})"
+    return f"{result} in {duration(seconds)}"
 
 
 @contextlib.contextmanager

@@ -1,6 +1,6 @@
 """`python -m ssl_ctx.bench.worker`: one bench cell in a fresh interpreter, for ``ssl-ctx bench --workers``.
 
-It reads the pickled keyword arguments of :func:`ssl_ctx.bench.scheduler.run_cells` (one cell) from stdin and
+It reads the pickled keyword arguments of :func:`ssl_ctx.bench.cell.run_cells` (one cell) from stdin and
 exits with the cell's outcome as its status (``STATUS``). The bench keeps stdin open while the cell runs: its end
 (the bench stopping its workers, or dying) interrupts the cell as Ctrl-C would, so only whole files are left.
 """
@@ -29,7 +29,7 @@ def main() -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     threading.Thread(target=_interrupt_when_closed, daemon=True).start()
-    from ssl_ctx.bench.scheduler import run_cells
+    from ssl_ctx.bench.cell import run_cells
 
     try:
         (outcome,) = run_cells(**arguments)

@@ -1,4 +1,4 @@
-"""Downstream probes: classification, detection and segmentation of a transferred encoder.
+"""Downstream probes: classification, localisation, detection and segmentation of a transferred encoder.
 
 ``run_probe(config)`` builds the encoder named by ``probe.init`` (``random``, ``timm:<name>``, a pretext
 checkpoint, an exported encoder or a state dict; see :mod:`ssl_ctx.probes.encoder_loading`), runs the probe
@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from ssl_ctx.config import Config, save_config
-from ssl_ctx.probes import classification, detection, segmentation  # noqa: F401  (registration)
+from ssl_ctx.probes import classification, detection, localisation, segmentation  # noqa: F401  (registration)
 from ssl_ctx.probes.batch_norm import recompute_batch_norm_statistics
 from ssl_ctx.probes.common import ProbeContext, ProbeTask, feature_root, parse_layers, probe_kind, resolve_solver
 from ssl_ctx.probes.encoder_loading import describe_encoder, load_encoder

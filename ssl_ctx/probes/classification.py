@@ -17,6 +17,7 @@ Tiny-ImageNet: train -> val (in-domain); CIFAR-10: train -> test (transfer).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -140,40 +141,65 @@ def ridge_classifier(alphas: list[float]) -> LayerClassifier:
     return classify
 
 
-def per_layer_classifier_probe(context: ProbeContext, classify: LayerClassifier, protocol: str) -> dict[str, Any]:
-    """One classifier per layer of ``probe.layer`` on cached pooled frozen features (each map average-pooled to
-    about ``probe.pooled_features`` values); ``top1@<layer>`` on the eval split. ``protocol``: the sentence the
-    tables print for the probe. A frozen-feature classification probe (ridge here, k-NN in a plug-in) is this
-    with its ``classify``."""
+@dataclass
+class PooledFeatures:
+    """Every layer's pooled frozen features of a labelled train and eval split, what the per-layer read-outs fit."""
+
+    train_split: Any
+    eval_split: Any
+    input_size: tuple[int, int]
+    num_classes: int
+    layers: list[str]
+    descriptions: dict[str, str]  # layer -> "avg 3x3 of 128x6x6 -> 1152"
+    train: dict[str, np.ndarray]  # layer -> (N, D)
+    eval: dict[str, np.ndarray]  # layer -> (M, D)
+    cache: dict[str, Any]  # what the record keeps about the feature cache
+    holdout: np.ndarray  # (N,) bool: the held-out training rows that choose the penalties
+
+
+def pooled_frozen_features(context: ProbeContext, examples: str = LABELLED_DATASETS) -> PooledFeatures:
+    """The cached pooled features of ``probe.layer`` (each map average-pooled to about ``probe.pooled_features``
+    values) for ``data.train_split`` and ``data.eval_split``; every probe reading them with the same layers, pooling
+    and images shares one cache (:mod:`~ssl_ctx.probes.features`)."""
     probe = context.probe
-    train_split, eval_split = context.splits("labels", LABELLED_DATASETS)
+    train_split, eval_split = context.splits("labels", examples)
     input_size = context.input_size(train_split)
-    num_classes = context.num_classes(train_split)
     layers = context.layers()
     shapes = feature_shapes(context.encoder, input_size)
     pools = [pooled_side(shapes[name].channels, shapes[name].height, shapes[name].width, probe.pooled_features)
              for name in layers]
     spec = FeatureSpec(tuple(layers), tuple(pools), tuple(input_size))
     (train_features, eval_features), cache = context.frozen_features(spec, train_split, eval_split)
-    holdout = stratified_holdout(train_split.labels, probe.holdout_fraction)
+    descriptions = {name: f"avg {pool[0]}x{pool[1]} of {shapes[name].channels}x{shapes[name].height}x"
+                          f"{shapes[name].width} -> {train_features[name].shape[1]}" for name, pool in zip(layers, pools)}
+    return PooledFeatures(train_split, eval_split, tuple(input_size), context.num_classes(train_split), layers,
+                          descriptions, train_features, eval_features, cache,
+                          stratified_holdout(train_split.labels, probe.holdout_fraction, probe.holdout_seed))
+
+
+def per_layer_classifier_probe(context: ProbeContext, classify: LayerClassifier, protocol: str) -> dict[str, Any]:
+    """One classifier per layer of ``probe.layer`` on cached pooled frozen features (:func:`pooled_frozen_features`);
+    ``top1@<layer>`` on the eval split. ``protocol``: the sentence the tables print for the probe. A frozen-feature
+    classification probe (ridge here, k-NN in a plug-in) is this with its ``classify``."""
+    pooled = pooled_frozen_features(context)
+    labels = pooled.eval_split.labels
     metrics: dict[str, Any] = {}
     fits: dict[str, Any] = {}
-    for name, pool in zip(layers, pools):
-        predicted, fit = classify(name, train_features[name], train_split.labels, eval_features[name], num_classes,
-                                  holdout)
-        metrics[f"top1@{name}"] = float((predicted == eval_split.labels).mean())
-        fits[name] = {"features": f"avg {pool[0]}x{pool[1]} of {shapes[name].channels}x{shapes[name].height}x"
-                                  f"{shapes[name].width} -> {train_features[name].shape[1]}", **fit}
-    metrics["eval_images"] = float(len(eval_split))
-    metrics["train_images"] = float(len(train_split))
+    for name in pooled.layers:
+        predicted, fit = classify(name, pooled.train[name], pooled.train_split.labels, pooled.eval[name],
+                                  pooled.num_classes, pooled.holdout)
+        metrics[f"top1@{name}"] = float((predicted == labels).mean())
+        fits[name] = {"features": pooled.descriptions[name], **fit}
+    metrics["eval_images"] = float(len(pooled.eval_split))
+    metrics["train_images"] = float(len(pooled.train_split))
     details = {
         "protocol": protocol,
         "layers": fits,
-        "features": cache,
-        "input_size": list(input_size),
-        "num_classes": num_classes,
-        "chance": {f"top1@{name}": 1.0 / num_classes for name in layers},
-        "headline": [f"top1@{name}" for name in layers],
+        "features": pooled.cache,
+        "input_size": list(pooled.input_size),
+        "num_classes": pooled.num_classes,
+        "chance": {f"top1@{name}": 1.0 / pooled.num_classes for name in pooled.layers},
+        "headline": [f"top1@{name}" for name in pooled.layers],
     }
     return {"metrics": metrics, "details": details}
 

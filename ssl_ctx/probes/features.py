@@ -31,7 +31,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ssl_ctx.data.cache import new_memmap
-from ssl_ctx.files import output_errors, temporary_sibling, write_json_atomic
+from ssl_ctx.files import exclusive_lock, output_errors, temporary_sibling, write_json_atomic
 
 FORMAT = "ssl_ctx.features/1"
 _extractions = 0  # encoder passes over a split in this process (tests count them)
@@ -106,24 +106,36 @@ def cached_features(encoder: nn.Module, spec: FeatureSpec, split: Any, loader: A
     """
     key = cache_key(encoder, spec, split)
     folder = root / key
-    reused = (folder / "meta.json").is_file()
-    if not reused:
-        tmp = temporary_sibling(folder)
-        with output_errors(root, fix="free some space, or set probe.keep_features=false to delete the features of "
-                                     "earlier probes"):
-            tmp.mkdir(parents=True)
-            try:
-                _extract(encoder, spec, lambda: loader.batches(0), len(split), tmp, autocast,
-                         f"features {split.dataset}/{split.split}")
-                write_json_atomic(tmp / "meta.json", {"format": FORMAT, "spec": asdict(spec),
-                                                      "dataset": split.dataset, "split": split.split,
-                                                      "images": len(split)})
-                if folder.exists():  # a concurrent writer finished first: keep its copy
-                    shutil.rmtree(tmp)
-                else:
-                    os.replace(tmp, folder)
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise
+    # Two probes of one encoder running side by side (bench --workers) would extract the same features twice:
+    # the second waits for the first and reads its copy. The lock file goes once the folder is there (a process
+    # that missed the lock that way still finds the folder, or writes a copy that the rename below resolves).
+    lock = root / f".{key}.lock"
+    with exclusive_lock(lock, f"feature cache '{folder}'", wait=True):
+        reused = (folder / "meta.json").is_file()
+        if not reused:
+            _extract_into(encoder, spec, split, loader, folder, root, autocast)
+        lock.unlink(missing_ok=True)
     arrays = {layer: np.load(folder / f"{layer}.npy", mmap_mode="r") for layer in spec.layers}
     return arrays, folder, reused
+
+
+def _extract_into(encoder: nn.Module, spec: FeatureSpec, split: Any, loader: Any, folder: Path, root: Path,
+                  autocast: Callable[[], Any]) -> None:
+    """Extract into a temporary sibling of ``folder`` and rename it into place once complete."""
+    tmp = temporary_sibling(folder)
+    with output_errors(root, fix="free some space, or set probe.keep_features=false to delete the features of "
+                                 "earlier probes"):
+        tmp.mkdir(parents=True)
+        try:
+            _extract(encoder, spec, lambda: loader.batches(0), len(split), tmp, autocast,
+                     f"features {split.dataset}/{split.split}")
+            write_json_atomic(tmp / "meta.json", {"format": FORMAT, "spec": asdict(spec),
+                                                  "dataset": split.dataset, "split": split.split,
+                                                  "images": len(split)})
+            if folder.exists():  # a concurrent writer finished first: keep its copy
+                shutil.rmtree(tmp)
+            else:
+                os.replace(tmp, folder)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise

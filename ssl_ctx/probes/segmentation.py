@@ -175,7 +175,7 @@ def _ridge_probe(context: ProbeContext, layers: list[str], train_split: Any, eva
     image_of_pixel = np.repeat(np.arange(len(train_split)), probe.pixels_per_image)
     labelled = labels != IGNORE_INDEX
     fit = fit_ridge_classifier(features[labelled], labels[labelled], num_classes, probe.ridge_alphas,
-                               group_holdout(image_of_pixel[labelled], probe.holdout_fraction))
+                               group_holdout(image_of_pixel[labelled], probe.holdout_fraction, probe.holdout_seed))
     if warning := fit.grid_edge_warning("segmentation probe"):
         warn(warning)
 

@@ -82,7 +82,10 @@ def _section(mapping: dict[str, Any], key: str) -> dict[str, Any]:
 
 def probe_rows(path: Path, record: dict[str, Any]) -> list[dict[str, Any]]:
     """The rows of one probe record: its headline metric ``<base>`` and/or ``<base>@<layer>`` values, layers in
-    the record's order. Other metrics (loss, pixel accuracy, ...) are not shown in the tables."""
+    the record's order. Other metrics (loss, pixel accuracy, ...) are not shown in the tables, except where the
+    record's ``tags.tables`` maps several table sections to its metrics ({"classification": "top1",
+    "localisation": "map50"}: one probe whose read-outs answer two questions); each section is then a probe of
+    its own in the tables."""
     config = _section(record, "config")
     tags, probe_config, settings = _section(config, "tags"), _section(config, "probe"), _section(record, "probe")
     task = probe_config.get("task", "")
@@ -90,8 +93,9 @@ def probe_rows(path: Path, record: dict[str, Any]) -> list[dict[str, Any]]:
     numbers = {name: _number(value) for name, value in metrics.items() if _number(value) is not None}
     bases = [name.partition("@")[0] for name in numbers]
     base = next((b for b in (tags.get("metric"), PRIMARY_METRIC.get(task)) if b in bases), bases[0] if bases else None)
+    name = tags.get("probe") or f"{task}:{_section(config, 'data').get('dataset', '')}"
+    sections = {str(section): metric for section, metric in _section(tags, "tables").items() if metric in bases}
     common = {
-        "probe": tags.get("probe") or f"{task}:{_section(config, 'data').get('dataset', '')}",
         "task": task,
         "kind": settings.get("kind") or KIND_OF_MODE.get(probe_config.get("mode"), ""),
         "protocol": settings.get("protocol") or "",
@@ -100,10 +104,12 @@ def probe_rows(path: Path, record: dict[str, Any]) -> list[dict[str, Any]]:
         "path": str(path),
     }
     rows = []
-    for name, value in numbers.items():
-        metric, _, layer = name.partition("@")
-        if metric == base:
-            rows.append({**common, "metric": metric, "layer": layer, "column": layer or metric, "value": value})
+    for section, shown in (sections or {name: base}).items():
+        for metric_name, value in numbers.items():
+            metric, _, layer = metric_name.partition("@")
+            if metric == shown:
+                rows.append({**common, "probe": section, "metric": metric, "layer": layer, "column": layer or metric,
+                             "value": value})
     return rows
 
 
@@ -117,9 +123,9 @@ def check_cells(records: RecordSet) -> None:
         rows = probe_rows(path, record)
         if not rows:
             continue
-        probe, method = rows[0]["probe"], rows[0]["method"]
-        cells.setdefault(("probe", probe, method), []).append((path, record))
-        columns.setdefault(probe, {}).setdefault((rows[0]["task"], rows[0]["metric"]), path)
+        for row in {row["probe"]: row for row in rows}.values():  # one per table section of the record
+            cells.setdefault(("probe", row["probe"], row["method"]), []).append((path, record))
+            columns.setdefault(row["probe"], {}).setdefault((row["task"], row["metric"]), path)
     for path, record in records.pretext:
         cells.setdefault(("pretext", _pretext_method(record)), []).append((path, record))
     for probe, kinds in columns.items():

@@ -90,11 +90,13 @@ def probe_title(part: pd.DataFrame) -> str:
 
 def probe_table(part: pd.DataFrame, baseline: str | None) -> Table:
     """One probe's summary rows (``stats.summarise``) -> a table of methods x columns (one per layer, or the
-    metric), ``mean ± std`` in %, with a ``↳ Δ vs <baseline>`` row under every other method."""
+    metric), ``mean ± std`` in %, with a ``↳ Δ vs <other>`` row under a method for each method it is compared
+    with (the baseline, and any further comparison)."""
     columns = list(pd.unique(part["column"]))
     rows: list[list[Cell]] = []
     for method in pd.unique(part["method"]):
-        cells = part[part["method"] == method].set_index("column")
+        mine = part[part["method"] == method]
+        cells = mine.drop_duplicates(subset=["column"], keep="first").set_index("column")
         n = int(cells["n"].max())
         values = []
         for column in columns:
@@ -105,11 +107,12 @@ def probe_table(part: pd.DataFrame, baseline: str | None) -> Table:
             text = mean_std(cell["mean"], cell["std"], int(cell["n"]), 1, PERCENT)
             values.append(_text(text + (f" (n={cell['n']})" if cell["n"] != n else "")))
         rows.append([_text(method), _text(str(n)), *values])
-        if method != baseline and cells["baseline"].astype(bool).any():
-            deltas = [delta_cell(cells.loc[c, "delta"], cells.loc[c, "ci_low"], cells.loc[c, "ci_high"],
-                                 cells.loc[c, "significant"])
-                      if c in cells.index and cells.loc[c, "baseline"] else _text("") for c in columns]
-            rows.append([_text(f"↳ Δ vs {baseline}"), _text(""), *deltas])
+        for other in [b for b in pd.unique(mine["baseline"]) if b]:
+            against = mine[mine["baseline"] == other].set_index("column")
+            deltas = [delta_cell(against.loc[c, "delta"], against.loc[c, "ci_low"], against.loc[c, "ci_high"],
+                                 against.loc[c, "significant"]) if c in against.index else _text("")
+                      for c in columns]
+            rows.append([_text(f"↳ Δ vs {other}"), _text(""), *deltas])
     return Table(heading=str(part["probe"].iloc[0]), title=probe_title(part), header=["method", "n", *columns],
                  rows=rows)
 
@@ -118,9 +121,9 @@ def legend(baseline: str | None) -> str:
     """The one-line key to the probe tables."""
     text = "Cells: mean ± std over seeds (n = number of seeds)."
     if baseline:
-        text += (f" Δ: difference of means from {baseline} with its {CONFIDENCE * 100:g} % confidence interval "
-                 "(Welch's t-test across seeds, uncorrected for multiple comparisons); n.s. = not significant at "
-                 f"p < {1 - CONFIDENCE:.2g}, i.e. inside the seed noise.")
+        text += (f" Δ vs X: difference of means from method X (the baseline {baseline}, or another named) with its "
+                 f"{CONFIDENCE * 100:g} % confidence interval (Welch's t-test across seeds, uncorrected for multiple "
+                 f"comparisons); n.s. = not significant at p < {1 - CONFIDENCE:.2g}, i.e. inside the seed noise.")
     return text
 
 

@@ -4,6 +4,7 @@ Welch's t-test and its 95 % confidence interval. Pure functions of numbers and f
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -61,7 +62,9 @@ def welch_compare(values: Sequence[float], baseline: Sequence[float], confidence
     if standard_error == 0:
         return Comparison(delta, delta, delta, 0.0 if delta != 0 else 1.0, math.inf, delta != 0)
     df = welch_df(var_a, len(values), var_b, len(baseline))
-    p_value = float(scipy_stats.ttest_ind(values, baseline, equal_var=False).pvalue)
+    with warnings.catch_warnings():  # near-equal seeds: scipy warns of cancellation in moments computed above
+        warnings.simplefilter("ignore", RuntimeWarning)
+        p_value = float(scipy_stats.ttest_ind(values, baseline, equal_var=False).pvalue)
     half_width = float(scipy_stats.t.ppf(0.5 + confidence / 2, df)) * standard_error
     return Comparison(delta, delta - half_width, delta + half_width, p_value, df, p_value < 1 - confidence)
 
@@ -72,14 +75,16 @@ def method_order(methods: Iterable[str], baseline: str | None) -> list[str]:
     return ([baseline] if baseline in methods else []) + sorted(methods - {baseline})
 
 
-def summarise(frame: pd.DataFrame, baseline: str | None = "random_init",
-              confidence: float = CONFIDENCE) -> pd.DataFrame:
+def summarise(frame: pd.DataFrame, baseline: str | None = "random_init", confidence: float = CONFIDENCE,
+              comparisons: Sequence[tuple[str, str]] = ()) -> pd.DataFrame:
     """Long probe frame (``collect.probe_frame``) -> one row per (probe, column, method) with the columns of
     ``SUMMARY_COLUMNS``, unscaled. Probes and columns keep their order of appearance, methods ``method_order``.
 
     ``values`` is the tuple of per-seed values. ``baseline``/``delta``/``ci_*``/``p_value``/``significant`` are
     filled for methods other than the baseline on a (probe, column) the baseline also has; otherwise empty
-    (``""``, NaN, None).
+    (``""``, NaN, None). Each further ``(method, other)`` pair of ``comparisons`` (the context encoder against
+    the autoencoder, say) adds a row right after the method's own, the same numbers with the difference from
+    ``other`` (:func:`primary_rows` leaves those out).
     """
     rows = []
     for probe in pd.unique(frame["probe"]):
@@ -91,20 +96,28 @@ def summarise(frame: pd.DataFrame, baseline: str | None = "random_init",
         for column in pd.unique(part["column"]):
             cell = part[part["column"] == column]
             by_method = {m: cell.loc[cell["method"] == m, "value"].tolist() for m in pd.unique(cell["method"])}
-            reference = by_method.get(baseline) if baseline else None
             for method in method_order(by_method, baseline):
                 values = by_method[method]
                 row = {"probe": probe, **described, "layer": cell["layer"].iloc[0], "column": column,
                        "method": method, "n": len(values), "mean": float(np.mean(values)),
                        "std": sample_std(values), "values": tuple(values), "baseline": "", "delta": math.nan,
                        "ci_low": math.nan, "ci_high": math.nan, "p_value": math.nan, "significant": None}
-                if reference is not None and method != baseline:
-                    comparison = welch_compare(values, reference, confidence)
-                    row.update(baseline=baseline, delta=comparison.delta, ci_low=comparison.ci_low,
-                               ci_high=comparison.ci_high, p_value=comparison.p_value,
-                               significant=comparison.significant)
-                rows.append(row)
+                others = [baseline] if baseline in by_method and method != baseline else []
+                others += [other for first, other in comparisons
+                           if first == method and other in by_method and other not in (method, *others)]
+                if not others:
+                    rows.append(row)
+                for other in others:
+                    comparison = welch_compare(values, by_method[other], confidence)
+                    rows.append({**row, "baseline": other, "delta": comparison.delta, "ci_low": comparison.ci_low,
+                                 "ci_high": comparison.ci_high, "p_value": comparison.p_value,
+                                 "significant": comparison.significant})
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
+def primary_rows(summary: pd.DataFrame) -> pd.DataFrame:
+    """One row per (probe, column, method): ``summarise``'s first, without the further comparisons' copies."""
+    return summary.drop_duplicates(subset=["probe", "column", "method"], keep="first")
 
 
 def _joined(column: pd.Series) -> str:

@@ -9,16 +9,17 @@ from __future__ import annotations
 import json
 import shlex
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
-from ssl_ctx.errors import UserError
+from ssl_ctx.errors import UserError, warn
 from ssl_ctx.files import atomic_write, write_json_atomic, write_text_atomic
 from ssl_ctx.results import figures, render
 from ssl_ctx.results.collect import RecordSet, check_cells, history_frame, pretext_frame, probe_frame, read_records
 from ssl_ctx.results.records import git_commit
-from ssl_ctx.results.stats import method_order, summarise, summarise_pretext
+from ssl_ctx.results.stats import method_order, primary_rows, summarise, summarise_pretext
 
 DEFAULT_BASELINE = "random_init"
 # Written only when they apply; a rerun that no longer makes one removes the stale copy.
@@ -26,12 +27,15 @@ OPTIONAL_FIGURES = ("layers.png", "pretext.png")
 
 
 def table_invocation(runs_dir: str | Path, output: str | Path | None = None, paper: bool = False,
-                     baseline: str | None = DEFAULT_BASELINE, overwrite: bool = False) -> str:
+                     baseline: str | None = DEFAULT_BASELINE, overwrite: bool = False,
+                     comparisons: Sequence[tuple[str, str]] = ()) -> str:
     """The ``ssl-ctx table`` command line that makes these tables, for the provenance of a direct call."""
     parts = ["ssl-ctx", "table", str(runs_dir)]
     parts += ["-o", str(output)] if output else []
     parts += ["--paper"] if paper else []
     parts += ["--baseline", baseline or ""] if baseline != DEFAULT_BASELINE else []
+    for method, other in comparisons:
+        parts += ["--compare", f"{method}:{other}"]
     parts += ["--overwrite"] if overwrite else []
     return shlex.join(parts)
 
@@ -64,13 +68,14 @@ def provenance_line(command: str, runs_dir: Path, records: RecordSet, baseline: 
 
 def table_command(runs_dir: str | Path, output: str | Path | None = None, paper: bool = False,
                   baseline: str | None = DEFAULT_BASELINE, command: str | None = None,
-                  overwrite: bool = False) -> pd.DataFrame:
+                  overwrite: bool = False, comparisons: Sequence[tuple[str, str]] = ()) -> pd.DataFrame:
     """Write table.md, table.csv, table.tex, figure.png (+ layers.png for per-layer probes, pretext.png when
     there are pretext records) and provenance.json into ``output`` (default ``runs_dir/tables``), print the
     Markdown, and return the per-cell statistics (``stats.summarise``).
 
     ``command`` is the command line recorded as the tables' maker (default: the equivalent ``ssl-ctx table``).
-    Existing tables are replaced only with ``overwrite``.
+    Existing tables are replaced only with ``overwrite``. ``comparisons``: further (method, other method) pairs
+    whose difference each probe table shows beside the differences from ``baseline``.
     """
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
@@ -85,8 +90,14 @@ def table_command(runs_dir: str | Path, output: str | Path | None = None, paper:
         raise UserError(f"no probe records (record.json) under '{runs_dir}'; run `ssl-ctx bench` or `ssl-ctx probe` "
                         "first")
     command = command or table_invocation(runs_dir, output if output != runs_dir / "tables" else None, paper,
-                                          baseline, overwrite)
-    summary = summarise(frame, baseline)
+                                          baseline, overwrite, comparisons)
+    comparisons = [tuple(pair) for pair in comparisons]
+    methods_seen = set(frame["method"])
+    missing = [f"{a}:{b}" for a, b in comparisons if a not in methods_seen or b not in methods_seen]
+    if missing:
+        warn(f"comparison {missing[0]} names a method without probe records under '{runs_dir}' "
+             f"(methods: {', '.join(sorted(methods_seen))}); it is left out of the tables")
+    summary = summarise(frame, baseline, comparisons=comparisons)
     pretexts = pretext_frame(records)
     pretext = summarise_pretext(pretexts) if records.pretext else None
     history = history_frame(records)
@@ -102,9 +113,10 @@ def table_command(runs_dir: str | Path, output: str | Path | None = None, paper:
     methods = method_order(set(frame["method"]) | set(pretexts["method"]), baseline)
     colors = figures.method_colors(methods)
     written = ["table.md", "table.csv", "table.tex", "figure.png"]
-    atomic_write(output / "figure.png", lambda tmp: figures.probe_figure(summary, tmp, colors))
-    if figures.layered_probes(summary):
-        atomic_write(output / "layers.png", lambda tmp: figures.layer_figure(summary, tmp, colors))
+    shown = primary_rows(summary)  # the figures show each method once
+    atomic_write(output / "figure.png", lambda tmp: figures.probe_figure(shown, tmp, colors))
+    if figures.layered_probes(shown):
+        atomic_write(output / "layers.png", lambda tmp: figures.layer_figure(shown, tmp, colors))
         written.append("layers.png")
     if pretext is not None and (not pretext[0].empty or not history.empty):
         atomic_write(output / "pretext.png", lambda tmp: figures.pretext_figure(history, pretext[0], tmp, colors))
@@ -114,7 +126,8 @@ def table_command(runs_dir: str | Path, output: str | Path | None = None, paper:
             (output / name).unlink(missing_ok=True)
     write_json_atomic(output / "provenance.json", {
         "command": command, "runs_dir": str(runs_dir), "made_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "git_commit": commit, "baseline": baseline, "records": records.paths(),
+        "git_commit": commit, "baseline": baseline,
+        "comparisons": [list(pair) for pair in comparisons], "records": records.paths(),
         "skipped_unreadable": [str(p) for p in records.unreadable], "files": written})
     print(markdown)
     print(f"tables: {output}/{', '.join(written)}, provenance.json")

@@ -28,16 +28,25 @@ from pathlib import Path
 
 import numpy as np
 
+from ssl_ctx.config import ProbeConfig
+from ssl_ctx.data import load_split
+from ssl_ctx.probes.linear_models import feature_moments, fit_ridge_classifier, stratified_holdout
+
 LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5")
 
 
-def spectrum(features: np.ndarray) -> dict[str, float]:
-    """Participation ratio and 90 %-variance dimension of the standardised features' correlation matrix."""
-    values = np.asarray(features, dtype=np.float64)
-    values = values - values.mean(0)
-    std = values.std(0)
-    values = values[:, std > 1e-6 * std.max()] / std[std > 1e-6 * std.max()]  # constant features carry nothing
-    eigenvalues = np.linalg.eigvalsh(values.T @ values / len(values)).clip(min=0)[::-1]
+def principal_directions(features: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(mean, scale, eigenvalues, eigenvectors) of ``features (N, D)`` standardised as the ridge probe does
+    (:func:`~ssl_ctx.probes.linear_models.feature_moments`): the correlation matrix's eigenvalues in decreasing
+    order, clipped at 0, and its eigenvectors as the columns in the same order."""
+    mean, scale = (moment.numpy() for moment in feature_moments(features))
+    standardised = (np.asarray(features, dtype=np.float64) - mean) / scale
+    values, vectors = np.linalg.eigh(standardised.T @ standardised / len(standardised))
+    return mean, scale, values.clip(min=0)[::-1], vectors[:, ::-1]
+
+
+def spectrum(eigenvalues: np.ndarray) -> dict[str, float]:
+    """Participation ratio and 90 %-variance dimension of decreasing ``eigenvalues``."""
     share = eigenvalues.cumsum() / eigenvalues.sum()
     return {"dims": int(len(eigenvalues)), "participation": float(eigenvalues.sum() ** 2 / (eigenvalues ** 2).sum()),
             "dims90": int((share < 0.9).sum()) + 1}
@@ -60,32 +69,23 @@ def cached_split(run: Path, split: str) -> tuple[Path, dict]:
 def split_labels(info: dict) -> np.ndarray:
     """The labels of the images a feature cache holds, in its order: the whole split, or the first ``images`` of
     it as ``data.limit`` takes them (a limited split is cached on its own, so ask for the same one)."""
-    from ssl_ctx.data import load_split
-
     split = load_split(info["dataset"], info["split"])
     return split.labels if len(split) == info["images"] else load_split(
         info["dataset"], info["split"], limit=info["images"]).labels
 
 
-def truncated_top1(train: np.ndarray, evaluation: np.ndarray, train_labels: np.ndarray, eval_labels: np.ndarray,
-                   keep: int) -> float:
-    """Top-1 of the probe's ridge classifier on the top-``keep`` principal directions of the standardised
-    training features (the same directions applied to the evaluation features)."""
-    from ssl_ctx.config import ProbeConfig
-    from ssl_ctx.probes.linear_models import fit_ridge_classifier, stratified_holdout
-
-    x = np.asarray(train, dtype=np.float64)
-    mean, std = x.mean(0), x.std(0)
-    std[std <= 1e-6 * std.max()] = 1.0
-    x = (x - mean) / std
-    _, vectors = np.linalg.eigh(x.T @ x / len(x))
-    basis = vectors[:, ::-1][:, :keep]
-    y = ((np.asarray(evaluation, dtype=np.float64) - mean) / std) @ basis
+def truncated_top1(directions: tuple[np.ndarray, ...], train: np.ndarray, evaluation: np.ndarray,
+                   train_labels: np.ndarray, eval_labels: np.ndarray, keep: int) -> float:
+    """Top-1 of the probe's ridge classifier (its penalties and held-out split) on the top-``keep`` principal
+    ``directions`` of the standardised training features, applied alike to the evaluation features."""
+    mean, scale, _, vectors = directions
+    basis = vectors[:, :keep]
+    train_part, eval_part = (((np.asarray(x, dtype=np.float64) - mean) / scale) @ basis for x in (train, evaluation))
     probe = ProbeConfig()
     classes = int(max(train_labels.max(), eval_labels.max())) + 1
-    fit = fit_ridge_classifier(x @ basis, train_labels, classes, probe.ridge_alphas,
+    fit = fit_ridge_classifier(train_part, train_labels, classes, probe.ridge_alphas,
                                stratified_holdout(train_labels, probe.holdout_fraction, probe.holdout_seed))
-    return float((fit.predict(y) == eval_labels).mean())
+    return float((fit.predict(eval_part) == eval_labels).mean())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,21 +98,21 @@ def main(argv: list[str] | None = None) -> int:
     report = {}
     for item in args.runs:
         name, _, folder = item.partition("=")
-        source = cached_split(Path(folder), "train")[0]
-        report[name] = {"features": str(source)}
-        for layer in LAYERS:
-            path = source / f"{layer}.npy"
-            if path.exists():
-                report[name][layer] = spectrum(np.load(path, mmap_mode="r"))
+        train_folder, train_info = cached_split(Path(folder), "train")
+        report[name] = {"features": str(train_folder)}
         if args.truncate:
-            (train_folder, train_info), (eval_folder, eval_info) = (cached_split(Path(folder), "train"),
-                                                                    cached_split(Path(folder), "val"))
+            eval_folder, eval_info = cached_split(Path(folder), "val")
             labels = [split_labels(info) for info in (train_info, eval_info)]
-            for layer in LAYERS:
-                if layer in report[name]:
-                    report[name][layer][f"top1_top{args.truncate}"] = truncated_top1(
-                        np.load(train_folder / f"{layer}.npy", mmap_mode="r"),
-                        np.load(eval_folder / f"{layer}.npy", mmap_mode="r"), labels[0], labels[1], args.truncate)
+        for layer in LAYERS:
+            path = train_folder / f"{layer}.npy"
+            if not path.exists():
+                continue
+            train = np.load(path, mmap_mode="r")
+            directions = principal_directions(train)
+            report[name][layer] = spectrum(directions[2])
+            if args.truncate:
+                report[name][layer][f"top1_top{args.truncate}"] = truncated_top1(
+                    directions, train, np.load(eval_folder / f"{layer}.npy", mmap_mode="r"), *labels, args.truncate)
     print("| encoder | " + " | ".join(f"{layer} PR / dims90 / D" for layer in LAYERS) + " |")
     print("|---|" + "---:|" * len(LAYERS))
     for name, layers in report.items():

@@ -160,8 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "and recomputed")
     bench.add_argument("--workers", metavar="N|gpus",
                        help="run N cells at once, each in a worker process with cores/N torch threads (default: the "
-                            "config's bench.workers, else 1: one after another in this process); 'gpus': one worker per visible GPU. A probe waits "
-                            "for its pretext cell; each cell's output goes to <folder>/logs/. With --launcher: "
+                            "config's bench.workers, else 1: one after another in this process); 'gpus': one worker "
+                            "per visible GPU. A probe waits for its pretext cell; each cell's output goes to "
+                            "<folder>/logs/. With --launcher: "
                             "jobs at once (default: 1 for local, no limit for slurm)")
     bench.add_argument("--launcher", choices=("local", "slurm"),
                        help="run the cells as submitit jobs: 'slurm' on a SLURM cluster (from its login node), "

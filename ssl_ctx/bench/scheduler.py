@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import signal
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any, Protocol
 
 from ssl_ctx.bench.cell import BLOCKING, OUTCOMES

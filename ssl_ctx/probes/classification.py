@@ -171,7 +171,8 @@ def pooled_frozen_features(context: ProbeContext, examples: str = LABELLED_DATAS
     spec = FeatureSpec(tuple(layers), tuple(pools), tuple(input_size))
     (train_features, eval_features), cache = context.frozen_features(spec, train_split, eval_split)
     descriptions = {name: f"avg {pool[0]}x{pool[1]} of {shapes[name].channels}x{shapes[name].height}x"
-                          f"{shapes[name].width} -> {train_features[name].shape[1]}" for name, pool in zip(layers, pools)}
+                          f"{shapes[name].width} -> {train_features[name].shape[1]}"
+                    for name, pool in zip(layers, pools)}
     return PooledFeatures(train_split, eval_split, tuple(input_size), context.num_classes(train_split), layers,
                           descriptions, train_features, eval_features, cache,
                           stratified_holdout(train_split.labels, probe.holdout_fraction, probe.holdout_seed))

@@ -110,6 +110,7 @@ def run_localisation(context: ProbeContext) -> dict[str, Any]:
 
     prior = torch.from_numpy(train_boxes.mean(0)).expand(len(eval_boxes), 4)
     prior_iou = paired_iou(prior, torch.from_numpy(eval_boxes))
+    prior_corloc = float((prior_iou >= CORLOC_IOU).double().mean())
     metrics: dict[str, Any] = {}
     fits: dict[str, Any] = {}
     for name in pooled.layers:
@@ -135,9 +136,8 @@ def run_localisation(context: ProbeContext) -> dict[str, Any]:
         "features": pooled.cache,
         "input_size": list(pooled.input_size),
         "num_classes": num_classes,
-        "prior_box": {"box": train_boxes.mean(0).tolist(), "box_iou": float(prior_iou.mean()),
-                      "corloc": float((prior_iou >= CORLOC_IOU).double().mean())},
-        "chance": {f"corloc@{name}": float((prior_iou >= CORLOC_IOU).double().mean()) for name in pooled.layers},
+        "prior_box": {"box": train_boxes.mean(0).tolist(), "box_iou": float(prior_iou.mean()), "corloc": prior_corloc},
+        "chance": {f"corloc@{name}": prior_corloc for name in pooled.layers},
         "headline": [f"map50@{name}" for name in pooled.layers] + [f"corloc@{name}" for name in pooled.layers],
     }
     return {"metrics": metrics, "details": details}

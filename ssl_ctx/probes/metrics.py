@@ -14,6 +14,7 @@ Conventions
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import io
 from collections.abc import Sequence
@@ -121,17 +122,17 @@ def detection_map(
                 for k in keys]
 
     images, annotations, detections = [], [], []
-    images_of: dict[int, set[int]] = {c + 1: set() for c in range(num_classes)}  # category -> its images
+    images_of: dict[int, set[int]] = collections.defaultdict(set)  # category -> the images holding it
     for image_id, (prediction, truth) in enumerate(zip(predictions, ground_truths, strict=True), start=1):
         images.append({"id": image_id})
         boxes, labels = arrays(truth, "boxes", "labels")
         for box, label in zip(_xyxy_to_xywh(boxes), labels.reshape(-1)):
-            images_of.setdefault(int(label) + 1, set()).add(image_id)
+            images_of[int(label) + 1].add(image_id)
             annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": int(label) + 1,
                                 "bbox": [float(v) for v in box], "area": float(box[2] * box[3]), "iscrowd": 0})
         boxes, scores, labels = arrays(prediction, "boxes", "scores", "labels")
         for box, score, label in zip(_xyxy_to_xywh(boxes), scores.reshape(-1), labels.reshape(-1)):
-            images_of.setdefault(int(label) + 1, set()).add(image_id)
+            images_of[int(label) + 1].add(image_id)
             detections.append({"image_id": image_id, "category_id": int(label) + 1,
                                "bbox": [float(v) for v in box], "score": float(score)})
     nan_classes = [float("nan")] * num_classes

@@ -6,11 +6,12 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from ssl_ctx.errors import UserError
+from ssl_ctx.errors import Terminated, UserError
 
 CONFIG_HELP = "YAML config file (see configs/); any key can be overridden after it as section.key=value"
 OVERRIDES_HELP = "dotted overrides, e.g. train.epochs=2 data.limit=5000 name=my-run"
 STOPPED_EARLY = 3  # exit status of a bench stopped by --stop-after (or with a failed cell): run it again
+INTERRUPTED, TERMINATED = 130, 143  # the shell's 128 + signal number: Ctrl-C (SIGINT 2), SIGTERM (15)
 
 
 def _load(args: argparse.Namespace, shorthands: dict[str, str] | None = None):
@@ -90,7 +91,8 @@ def cmd_list(args: argparse.Namespace) -> None:
 
     for title, registry in (("pretext methods", PRETEXT_METHODS), ("encoders", ENCODERS), ("probes", PROBES)):
         print(f"{title}: {', '.join(registry.names())}")
-    print("encoders from timm: timm:<model name> (e.g. timm:resnet18)")
+    print("encoders from timm: timm:<model name> (e.g. model.encoder=timm:resnet18; probe.init=timm:resnet18 reads "
+          "timm's pretrained weights from the local cache, probe.init=random gives random ones)")
 
 
 def cmd_eval_inpaint(args: argparse.Namespace) -> None:
@@ -141,8 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     scenes.set_defaults(handler=cmd_data_scenes)
 
     pretrain = verb("pretrain", cmd_pretrain, "train a pretext method (context encoder, autoencoder, ...)")
-    probe = verb("probe", cmd_probe, "measure an encoder on a downstream task (init=random | timm:<name> | CKPT | "
-                                     "an `ssl-ctx export` file | an AlexNet state dict)")
+    probe = verb("probe", cmd_probe, "measure an encoder on a downstream task (init=random | random:<CKPT> | "
+                                     "timm:<name> (timm's pretrained weights) | CKPT | an `ssl-ctx export` file | "
+                                     "a state dict from torchvision, timm, Lightning, solo-learn or MoCo)")
     for sub in (pretrain, probe):
         sub.add_argument("--resume", action="store_true",
                          help="continue the run's last checkpoint (refused if a setting differs from it)")
@@ -212,6 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="output image; .png (or .bmp, .tif, .webp: lossless) keeps the context pixels exactly, "
                               ".jpg changes them and says so")
     inpaint.add_argument("--figure", help="also write a side-by-side figure (input | masked | output) here")
+    inpaint.add_argument("--overwrite", action="store_true",
+                         help="replace an existing -o / --figure file (never the input image, mask or checkpoint)")
     inpaint.add_argument("--seed", type=int, default=0, help="seed of a generated region")
     return parser
 
@@ -224,10 +229,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         finished = True
     except UserError as err:
         print(f"ssl-ctx: error: {err}", file=sys.stderr)
+        if err.detail:
+            print(f"  {err.detail}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("ssl-ctx: interrupted; checkpoints written so far are kept (continue with --resume)", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:
+        terminated = isinstance(err, Terminated)
+        print(f"ssl-ctx: {'terminated (SIGTERM)' if terminated else 'interrupted'}; checkpoints written so far are "
+              f"kept (continue with --resume)", file=sys.stderr)
+        return TERMINATED if terminated else INTERRUPTED
     finally:
         if "WORLD_SIZE" in os.environ:
             from ssl_ctx.engine.distributed import cleanup

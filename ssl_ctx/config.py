@@ -177,7 +177,7 @@ class ProbeConfig:
     """A downstream probe on a transferred encoder (``ssl_ctx.probes``)."""
 
     task: str = "classification"  # classification | detection | segmentation
-    init: str = "random"  # random | timm:<name> | path/to/checkpoint.pt
+    init: str = "random"  # random | random:<file> | timm:<name> (pretrained) | checkpoint, export or state dict
     # Feature map(s) read, joined by '+'. Classification: one probe per layer (conv1+...+conv5 is Split-Brain's
     # per-layer protocol); segmentation: one head over all of them (FCN skips); detection: one layer.
     layer: str = "conv5"
@@ -322,6 +322,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         raise UserError(f"{where} must be true or false, got {value!r}")
     if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
+    if tp is float and isinstance(value, str) and value.strip().lower().lstrip("+-") in ("nan", "inf", "infinity"):
+        return float(value)  # a float, though not one any setting takes: check_values says which are
     if tp is int and isinstance(value, int) and not isinstance(value, bool):
         return value
     if tp is int and isinstance(value, float) and value.is_integer():  # 1e5 steps
@@ -411,23 +413,26 @@ def load_config(
 # ------------------------------------------------------------------------------------ impossible values
 
 
-def _at_least(low: float) -> tuple[Callable[[Any], bool], str]:
-    return (lambda v: math.isfinite(v) and v >= low), f"at least {low:g}"
+# A rule: (check, the fix's words, the condition's symbols for a nan or infinite value).
+def _at_least(low: float) -> tuple[Callable[[Any], bool], str, str]:
+    return (lambda v: math.isfinite(v) and v >= low), f"at least {low:g}", f">= {low:g}"
 
 
-def _between(low: float, high: float, low_open: bool = False, high_open: bool = False) -> tuple[Callable, str]:
+def _between(low: float, high: float, low_open: bool = False,
+             high_open: bool = False) -> tuple[Callable, str, str]:
     def check(v: float) -> bool:
         return (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
 
-    return check, f"a number in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    return check, f"a number in {interval}", f"in {interval}"
 
 
-_POSITIVE = (lambda v: math.isfinite(v) and v > 0), "a positive number"
+_POSITIVE = (lambda v: math.isfinite(v) and v > 0), "a positive number", "> 0"
 _COUNT, _NON_NEGATIVE, _FRACTION = _at_least(1), _at_least(0), _between(0, 1, low_open=True)
 
 # Values no run can use, refused when a config loads (one line each). Lists are checked item by item;
 # null (where a field allows it) always passes.
-VALUE_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+VALUE_RULES: dict[str, tuple[Callable[[Any], bool], str, str]] = {
     "data.limit": _COUNT, "data.eval_limit": _COUNT, "data.input_size": _COUNT, "data.cache_size": _COUNT,
     "data.crop_scale": _FRACTION,
     "mask.central_fraction": _between(0, 1, True, True), "mask.block_fraction": _FRACTION,
@@ -451,18 +456,32 @@ VALUE_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
 
 def check_values(config: Config) -> Config:
     """Refuse the first impossible value (``VALUE_RULES``) with one line naming the key, the value and the fix."""
-    for dotted, (allowed, what) in VALUE_RULES.items():
+    for dotted, (allowed, what, condition) in VALUE_RULES.items():
         section, key = dotted.split(".")
         value = getattr(getattr(config, section), key)
         items = value if isinstance(value, list) else [value]
         if value is not None and (not items or not all(allowed(item) for item in items)):
             each = "each item " if isinstance(value, list) else ""
-            raise UserError(f"{dotted}={value!r} is impossible; set {each}to {what} (in the config file or "
+            # nan and inf are floats, just not numbers a run can use: say what the value must be
+            why = f" ({each or 'it '}must be finite and {condition})" if _non_finite(items) else ""
+            raise UserError(f"{dotted}={value!r} is impossible{why}; set {each}to {what} (in the config file or "
                             f"as an override {dotted}=...)")
+    for section in dataclasses.fields(config):
+        part = getattr(config, section.name)
+        for item in dataclasses.fields(part) if dataclasses.is_dataclass(part) else ():
+            value = getattr(part, item.name)
+            if _non_finite(value if isinstance(value, list) else [value]):
+                dotted = f"{section.name}.{item.name}"
+                raise UserError(f"{dotted}={value!r} is impossible; set it to a finite number (in the config file "
+                                f"or as an override {dotted}=...)")
     if config.mask.min_area > config.mask.max_area:
         raise UserError(f"mask.min_area={config.mask.min_area} is above mask.max_area={config.mask.max_area}; "
                         f"the random region's area range must be min <= max")
     return config
+
+
+def _non_finite(items: list[Any]) -> bool:
+    return any(isinstance(item, float) and not math.isfinite(item) for item in items)
 
 
 def config_to_dict(config: Config) -> dict[str, Any]:

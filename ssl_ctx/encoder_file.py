@@ -1,16 +1,20 @@
 """The encoder file format of ``ssl-ctx export``: one safetensors file holding an encoder and its build spec.
 
-The file holds the encoder's weights only, named as ``encoder.state_dict()`` names them (``conv1.conv.weight``
-...), and in safetensors' string metadata what rebuilding and feeding the encoder needs:
+The file holds the encoder's weights only, under the names of the library its architecture comes from (version 2
+of the format): ssl_ctx's for the AlexNets (``conv1.conv.weight`` ...), timm's for ``timm:<name>`` encoders
+(``conv1.weight``, ``layer1.0.conv1.weight`` ...), so that ``timm.create_model(name, num_classes=0)`` (and, for a
+ResNet, torchvision's ``resnet18()`` less its ``fc``) loads the file strictly. Version 1 files, whose timm keys
+carry ssl_ctx's ``model.`` prefix, load too. In safetensors' string metadata is what rebuilding and feeding the
+encoder needs:
 
 ================  =================================================================================
-format            ``ssl_ctx.encoder/1``
-encoder           the registered encoder name (``alexnet227``)
+format            ``ssl_ctx.encoder/2``
+encoder           the registered encoder name (``alexnet227``, ``timm:resnet18``)
 encoder_options   JSON: the builder's keyword arguments (AlexNet: ``norm``, ``width``, ``groups``)
 feature_info      JSON: the feature maps ``forward`` returns (name, channels, stride), in order
 input             JSON: the nominal input side, the value range ([-1, 1]) and the pretext's dataset
-source            JSON: the checkpoint, its step, the pretext method, and the run's settings hash when the run
-                  has a record (a probe of the file is then tied to that pretext run, as one of the checkpoint)
+source            JSON: the checkpoint, its step, the pretext method and run name, and the settings hash when
+                  the run has a record (a probe of the file is then tied to that pretext run, as one of the checkpoint)
 ================  =================================================================================
 
 ``encoder`` and ``encoder_options`` are the encoder's build spec (:mod:`ssl_ctx.models.spec`), as checkpoints
@@ -25,18 +29,21 @@ from typing import Any
 
 from ssl_ctx.errors import UserError, first_line
 
-ENCODER_FORMAT = "ssl_ctx.encoder/1"
+ENCODER_FORMAT = "ssl_ctx.encoder/2"
+ENCODER_FORMATS = ("ssl_ctx.encoder/1", ENCODER_FORMAT)  # what probe.init reads
 SUFFIX = ".safetensors"
 
 
-def write_encoder_file(path: Path, encoder: Any, source: dict[str, Any], dataset: str | None) -> Path:
-    """Write ``encoder`` (built by ``build_encoder``: it carries its spec) to ``path`` atomically, with the
-    metadata above; ``source`` and ``dataset`` say where its weights come from."""
+def write_encoder_file(path: Path, encoder: Any, tensors: dict[str, Any], source: dict[str, Any],
+                       dataset: str | None) -> Path:
+    """Write ``encoder`` (built by ``build_encoder``: it carries its spec) to ``path`` atomically: its
+    ``tensors`` under their library names (``ssl_ctx.models.foreign_weights.library_state_dict``) and the metadata
+    above; ``source`` and ``dataset`` say where its weights come from."""
     from safetensors.torch import save_file
 
     from ssl_ctx.files import atomic_write, tensor_bytes
 
-    state = {key: value.contiguous() for key, value in encoder.state_dict().items()}
+    state = {key: value.contiguous() for key, value in tensors.items()}
     metadata = {
         "format": ENCODER_FORMAT,
         "encoder": encoder.spec.name,
@@ -63,8 +70,8 @@ def read_safetensors(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
         with safe_open(str(path), framework="pt") as handle:
             return {key: handle.get_tensor(key) for key in handle.keys()}, dict(handle.metadata() or {})
     except Exception as err:  # noqa: BLE001 - any failure to read is the same user-facing problem
-        raise UserError(f"'{path}' cannot be read as safetensors ({first_line(err)}); pass a file written by "
-                        f"`ssl-ctx export` or safetensors.torch.save_file") from None
+        raise UserError(f"'{path}' cannot be read as safetensors; pass a file written by `ssl-ctx export` or "
+                        f"safetensors.torch.save_file", detail=first_line(err)) from None
 
 
 def exported_source(path: Path) -> dict[str, Any] | None:
@@ -76,7 +83,7 @@ def exported_source(path: Path) -> dict[str, Any] | None:
     try:
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
-        source = json.loads(metadata["source"]) if metadata.get("format") == ENCODER_FORMAT else None
+        source = json.loads(metadata["source"]) if metadata.get("format") in ENCODER_FORMATS else None
     except Exception:  # noqa: BLE001 - not an exported encoder: no source
         return None
     return source if isinstance(source, dict) else None

@@ -1,17 +1,37 @@
 """User-facing errors: one line that names the bad value and the fix.
 
-The CLI catches :class:`UserError`, prints ``ssl-ctx: error: <message>`` and exits with status 2,
-so library code raises it wherever the cause is bad input rather than a bug.
+The CLI catches :class:`UserError`, prints ``ssl-ctx: error: <message>`` (and its ``detail``, the library's own
+words, indented on a second line) and exits with status 2, so library code raises it wherever the cause is bad
+input rather than a bug. :class:`Terminated` is SIGTERM, where a command asked for it: it unwinds as Ctrl-C does,
+but the command exits with 143 (128 + SIGTERM) rather than Ctrl-C's 130.
 """
 from __future__ import annotations
 
 import difflib
+import re
 import sys
 from collections.abc import Iterable
+from typing import NoReturn
+
+DETAIL_CHARACTERS = 300  # a library's message beyond this is cut: the first sentences say what went wrong
 
 
 class UserError(Exception):
-    """Bad input from the user (path, config key, checkpoint, image). The message is one line."""
+    """Bad input from the user (path, config key, checkpoint, image). The message is one line; ``detail``, when
+    given, is the library's text about it (one line, cut to ``DETAIL_CHARACTERS``), shown below the message."""
+
+    def __init__(self, message: str, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.detail = one_line(detail) if detail else None
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised by :func:`raise_terminated`: a KeyboardInterrupt, so every cleanup for Ctrl-C runs."""
+
+
+def raise_terminated(signum: int, frame: object) -> NoReturn:
+    """A SIGTERM handler (``signal.signal(signal.SIGTERM, raise_terminated)``)."""
+    raise Terminated
 
 
 def warn(message: str) -> None:
@@ -20,16 +40,40 @@ def warn(message: str) -> None:
 
 
 def first_line(err: BaseException) -> str:
-    """The first line of an exception's message (its type's name when the message is empty): what a one-line
-    UserError quotes of a library's error."""
+    """The first line of an exception's message (its type's name when the message is empty): what a UserError
+    gives as its ``detail`` of a library's error."""
     lines = str(err).strip().splitlines()
     return lines[0] if lines else type(err).__name__
 
 
+def one_line(text: str, limit: int = DETAIL_CHARACTERS) -> str:
+    """``text`` on one line (whitespace runs and terminal colour codes collapsed), cut to ``limit`` characters."""
+    text = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", text).split())
+    return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
+
+
 def suggest(name: str, choices: Iterable[str]) -> str:
-    """Return ``" (did you mean 'x'?)"`` for the nearest choice, or ``""`` when none is close."""
-    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+    """Return ``" (did you mean 'x'?)"`` for the one clearly nearest choice, or ``""``.
+
+    Only a close match counts (a typo: a letter missing, doubled, swapped or changed, or the name cut short:
+    ``random`` for ``random_init``); two equally close choices are no suggestion, and neither is a choice that
+    differs only in its numbers (``alexnet65`` is not a typo of ``alexnet96`` or ``alexnet64``: the number is what
+    was chosen, and the list of known names shows the valid ones).
+    """
+    def score(choice: str) -> float:
+        if sorted(choice.lower()) == sorted(name.lower()):  # same letters in another order: 'sdg' for 'sgd'
+            return 1.0
+        if len(name) >= 4 and choice.lower().startswith(name.lower()):  # the name cut short
+            return 0.9
+        return difflib.SequenceMatcher(None, name.lower(), choice.lower()).ratio()
+
+    scored = sorted(((score(choice), choice) for choice in set(choices) if choice != name), reverse=True)
+    if not scored or scored[0][0] < 0.75 or (len(scored) > 1 and scored[1][0] == scored[0][0]):
+        return ""
+    best = scored[0][1]
+    if re.sub(r"\d+", "#", best) == re.sub(r"\d+", "#", name):
+        return ""
+    return f" (did you mean '{best}'?)"
 
 
 def unknown_name_error(kind: str, name: str, choices: Iterable[str]) -> UserError:

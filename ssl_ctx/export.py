@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ssl_ctx.encoder_file import SUFFIX, write_encoder_file
 from ssl_ctx.errors import UserError
+from ssl_ctx.files import require_writable
 
 
 def default_output(checkpoint: Path) -> Path:
@@ -20,6 +21,7 @@ def export_encoder(checkpoint: str | Path, output: str | Path | None = None) -> 
     """Write the encoder of pretext checkpoint ``checkpoint`` to ``output`` (default: :func:`default_output`),
     atomically; returns the file's path. Refuses, in one line, a file that is not a pretext checkpoint."""
     from ssl_ctx.engine.checkpoint import load_checkpoint
+    from ssl_ctx.models.foreign_weights import library_state_dict
     from ssl_ctx.probes.encoder_loading import pretext_encoder
     from ssl_ctx.settings import upstream_of
 
@@ -27,9 +29,11 @@ def export_encoder(checkpoint: str | Path, output: str | Path | None = None) -> 
     output = Path(output) if output is not None else default_output(checkpoint)
     if output.suffix != SUFFIX:
         raise UserError(f"export output '{output}' must end in {SUFFIX}; pass --output <name>{SUFFIX}")
+    require_writable(output.parent)
     payload = load_checkpoint(checkpoint)
     encoder = pretext_encoder(checkpoint, payload)
     source = {"checkpoint": str(checkpoint.resolve()), "step": (payload.get("trainer_state") or {}).get("step"),
-              "method": payload.get("method"), "settings_hash": upstream_of(str(checkpoint))}
+              "method": payload.get("method"), "run": (payload.get("config") or {}).get("name"),
+              "settings_hash": upstream_of(str(checkpoint))}
     dataset = ((payload.get("config") or {}).get("data") or {}).get("dataset")
-    return write_encoder_file(output, encoder, source, dataset)
+    return write_encoder_file(output, encoder, library_state_dict(encoder), source, dataset)

@@ -6,7 +6,8 @@ One home for three rules every writer follows:
   place, so a reader, a killed writer or a second writer never leaves or sees a half-written file;
 * a failed write removes its temporary file, so the last good copy stays and nothing is left behind;
 * a write that fails for a reason the user can fix (full disk, read-only or forbidden folder) is one
-  :class:`~ssl_ctx.errors.UserError` line naming the folder, the space needed and the fix.
+  :class:`~ssl_ctx.errors.UserError` line naming the folder, the space needed and the fix; every command that
+  writes checks its output folder first (:func:`require_writable`), before any work.
 """
 from __future__ import annotations
 
@@ -90,6 +91,29 @@ def output_errors(folder: str | os.PathLike, needed_bytes: int | None = None,
         if user_error is None:
             raise
         raise user_error from None
+
+
+def require_writable(folder: str | os.PathLike) -> Path:
+    """``folder``, once a file could be created (and removed) in it, or in its nearest existing parent when it
+    does not exist yet: a command calls this before any work, so a read-only or forbidden output folder is one
+    :func:`write_error` line at once, not a traceback from some writer later on."""
+    folder = Path(folder)
+    existing = folder.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"cannot write to '{folder}': '{existing}' is a file, not a folder; choose another "
+                        f"output folder")
+    probe = temporary_sibling(existing / "write-test")
+    try:
+        probe.touch(exist_ok=False)
+    except OSError as err:
+        user_error = write_error(err, existing)
+        if user_error is None:
+            raise
+        raise user_error from None
+    probe.unlink(missing_ok=True)
+    return folder
 
 
 def tensor_bytes(value: Any) -> int:

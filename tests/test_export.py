@@ -13,7 +13,8 @@ from ssl_ctx.errors import UserError
 from ssl_ctx.encoder_file import ENCODER_FORMAT
 from ssl_ctx.export import export_encoder
 from ssl_ctx.models import EncoderSpec, build_encoder, gaussian_init_
-from ssl_ctx.probes.encoder_loading import TORCHVISION_ALEXNET_CONVS, load_encoder
+from ssl_ctx.models.alexnet import TORCHVISION_ALEXNET_CONVS
+from ssl_ctx.probes.encoder_loading import load_encoder
 from ssl_ctx.results.records import read_record
 from ssl_ctx.settings import upstream_of
 from tests.test_probe_encoder_loading import assert_one_line, save_pretext_checkpoint
@@ -114,7 +115,7 @@ def test_torchvisions_own_alexnet_is_refused_naming_the_layer_and_both_shapes(tm
     with pytest.raises(UserError) as error:
         load_encoder(str(path), EncoderSpec("alexnet227", PAPER_ALEXNET))
     message = assert_one_line(error)
-    assert str(path) in message and "torchvision AlexNet state dict" in message
+    assert str(path) in message and "in torchvision AlexNet names" in message
     assert "conv1.conv.weight (64, 3, 11, 11) vs (96, 3, 11, 11)" in message and "model.groups" in message
 
 
@@ -138,3 +139,23 @@ def test_a_probe_of_the_exported_encoder_matches_the_probe_of_its_checkpoint(rea
     assert metrics["from-export"]["top1@conv5"] == metrics["from-ckpt"]["top1@conv5"]
     assert metrics["from-export"]["top1@conv1"] == metrics["from-ckpt"]["top1@conv1"]
     assert Path(exported).name == "encoder.safetensors"
+
+
+def readme_block(marker: str) -> str:
+    """The README's ```python block whose first line holds ``marker``."""
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    blocks = [block.split("```", 1)[0] for block in text.split("```python\n")[1:]]
+    return next(block for block in blocks if marker in block.splitlines()[0])
+
+
+def test_the_readmes_way_to_load_an_exported_alexnet_gives_the_pretext_encoder(tmp_path):
+    path, method = save_pretext_checkpoint(tmp_path, "model.norm=batch", "model.width=0.5")
+    exported = export_encoder(path)
+    code = readme_block("public builder").replace("runs/pretext-quick/encoder.safetensors", str(exported))
+    images = torch.randn(2, 3, 32, 32)
+    namespace = {"images": images}
+    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - the README's own example
+    assert_same_weights(namespace["encoder"], method.encoder)
+    with torch.no_grad():
+        expected = method.encoder.eval()(images)["conv5"]
+        assert torch.equal(namespace["encoder"].eval()(images)["conv5"], expected)

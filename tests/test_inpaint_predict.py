@@ -94,8 +94,10 @@ def test_unreadable_image_is_one_clear_line(tmp_path: Path, checkpoint: Path, ca
     code = main(["inpaint", str(tmp_path / "broken.jpg"), "--region", "center", "--checkpoint", str(checkpoint),
                  "-o", str(tmp_path / "out.png")])
     err = capsys.readouterr().err.strip()
-    assert code == 2 and len(err.splitlines()) == 1
-    assert "cannot read image" in err and "broken.jpg" in err
+    assert code == 2 and len(err.splitlines()) == 2  # the line, then Pillow's own words indented below it
+    line, detail = err.splitlines()
+    assert "cannot read image" in line and "broken.jpg" in line
+    assert detail.startswith("  cannot identify image file")
     code = main(["inpaint", str(tmp_path / "missing.png"), "--region", "center", "--checkpoint", str(checkpoint),
                  "-o", str(tmp_path / "out.png")])
     assert code == 2 and "does not exist" in capsys.readouterr().err

@@ -129,9 +129,27 @@ def test_encoder_state_dict_strips_wrappers():
 
 
 @pytest.mark.slow  # importing timm takes seconds
-def test_timm_encoder_follows_the_contract():
-    encoder = load_encoder("timm:resnet18", EncoderSpec("alexnet64", dict(norm="batch")))  # not passed to timm
+def test_a_random_timm_encoder_follows_the_contract_and_says_it_is_random():
+    encoder = load_encoder("random", encoder_spec("timm:resnet18"))
     features = encoder(torch.zeros(1, 3, 64, 64))
     assert list(features) == [info["module"] for info in encoder.feature_info]
     for info in encoder.feature_info:
         assert features[info["module"]].shape[1] == info["num_chs"]
+    assert encoder.weights.method == "random_init" and "random Gaussian" in encoder.weights.description
+
+
+def test_random_like_a_checkpoint_takes_its_architecture_not_its_weights(tmp_path):
+    path, method = save_pretext_checkpoint(tmp_path, "model.norm=batch", "model.width=0.5", "model.groups=1")
+    encoder = load_encoder(f"random:{path}", encoder_spec("alexnet64"))  # the probe's own model.* is not used
+    assert encoder.spec == method.encoder.spec
+    assert encoder.weights.method == "random_init" and str(path) in encoder.weights.description
+    assert not torch.equal(encoder.conv3.conv.weight, method.encoder.conv3.conv.weight)
+    assert encoder.conv3.conv.weight.std().item() == pytest.approx(0.02, rel=0.05)
+
+
+def test_random_like_a_state_dict_is_refused_in_one_line(tmp_path):
+    path = tmp_path / "weights.pth"
+    torch.save({"conv1.weight": torch.zeros(1)}, path)
+    with pytest.raises(UserError) as error:
+        load_encoder(f"random:{path}", encoder_spec("alexnet64"))
+    assert "names no architecture" in assert_one_line(error)

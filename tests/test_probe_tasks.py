@@ -11,7 +11,7 @@ from ssl_ctx.data.loader import CachedBatchLoader
 from ssl_ctx.errors import UserError
 from ssl_ctx.models import build_encoder
 from ssl_ctx.probes.classification import ClassificationProbe
-from ssl_ctx.probes.common import parse_layers, pooled_side
+from ssl_ctx.probes.common import layer_names, parse_layers, pooled_side
 from ssl_ctx.probes.detection import BoxBatches, DetectionProbe, box_target, build_detector
 from ssl_ctx.probes.segmentation import SegmentationProbe
 
@@ -45,7 +45,11 @@ def test_pooled_side_never_upsamples():
 
 def test_unknown_layer_is_one_line():
     with pytest.raises(UserError, match="did you mean 'conv5'"):
+        parse_layers("comv5", small_encoder())
+    with pytest.raises(UserError) as caught:  # another number is no typo: the known layers say which there are
         parse_layers("conv6", small_encoder())
+    assert "did you mean" not in str(caught.value) and str(caught.value).endswith("; known: " + ", ".join(
+        layer_names(small_encoder())))
     assert parse_layers("conv3+conv5", small_encoder()) == ["conv3", "conv5"]
 
 

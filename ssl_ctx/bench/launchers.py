@@ -264,8 +264,8 @@ class SubmititJobs:
                 job = self.executor.submit(run_cells, self.bench, unit, self.root, self.deadline, self.threads,
                                            self.job_seconds)
         except (FailedSubmissionError, subprocess.CalledProcessError) as err:
-            raise UserError(f"submitting the job of {head.label()} failed ({first_line(err)}); check the "
-                            f"--slurm-* options, and the job file under {self.executor.folder}") from None
+            raise UserError(f"submitting the job of {head.label()} failed; check the --slurm-* options, and the job "
+                            f"file under {self.executor.folder}", detail=first_line(err)) from None
         return _Job(job, unit, f"job {job.job_id}")
 
     def finished(self, handle: _Job) -> list[str] | None:

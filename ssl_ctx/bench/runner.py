@@ -21,7 +21,7 @@ from ssl_ctx.bench.plan import cells, check_settings, configs_root, save_bench_c
 from ssl_ctx.bench.progress import BenchProgress
 from ssl_ctx.bench.scheduler import run_plan
 from ssl_ctx.config import Config
-from ssl_ctx.files import exclusive_lock
+from ssl_ctx.files import exclusive_lock, require_writable
 
 
 def run_bench(bench: Config, config_path: str | Path | None = None, overrides: list[str] | None = None,
@@ -36,6 +36,7 @@ def run_bench(bench: Config, config_path: str | Path | None = None, overrides: l
     """
     launch = launch or Launch()
     launch.check()
+    require_writable(bench.run_dir)
     command = " ".join(["ssl-ctx bench", str(config_path or ""), *(overrides or [])]).strip()
     with exclusive_lock(bench.run_dir / ".bench.lock", f"bench folder '{bench.run_dir}'", holder=command):
         return _run_locked(bench, config_path, command, stop_after, replace_changed, launch)

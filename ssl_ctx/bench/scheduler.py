@@ -26,6 +26,7 @@ from ssl_ctx.bench.cell import BLOCKING, OUTCOMES
 from ssl_ctx.bench.plan import ERROR_NAME, Cell
 from ssl_ctx.bench.progress import BenchProgress, duration
 from ssl_ctx.config import Config
+from ssl_ctx.errors import raise_terminated
 from ssl_ctx.results.records import RECORD_NAME
 
 
@@ -135,11 +136,12 @@ def _ending(bench: Config, cell: Cell, result: str, seconds: float) -> str:
 
 @contextlib.contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM ends the bench as Ctrl-C does, so that its workers are stopped first (Python's default dies at once)."""
+    """SIGTERM ends the bench as Ctrl-C does, so that its workers are stopped first (Python's default dies at once);
+    the command then exits with SIGTERM's status, 143."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
     try:
         yield
     finally:

@@ -12,8 +12,10 @@ import signal
 import sys
 import threading
 
+from ssl_ctx.errors import Terminated, raise_terminated
+
 STATUS = {"done": 0, "skipped": 0, "failed": 10, "stopped": 11, "not run": 12}
-INTERRUPTED = 130
+INTERRUPTED, TERMINATED = 130, 143  # 128 + SIGINT, 128 + SIGTERM
 
 
 def _interrupt_when_closed() -> None:
@@ -27,14 +29,14 @@ def main() -> int:
     arguments = pickle.load(sys.stdin.buffer)
     # KeyboardInterrupt on both, even where SIGINT came ignored (a background job): an interrupted cell cleans up.
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, raise_terminated)
     threading.Thread(target=_interrupt_when_closed, daemon=True).start()
     from ssl_ctx.bench.cell import run_cells
 
     try:
         (outcome,) = run_cells(**arguments)
-    except KeyboardInterrupt:
-        return INTERRUPTED
+    except KeyboardInterrupt as err:
+        return TERMINATED if isinstance(err, Terminated) else INTERRUPTED
     return STATUS[outcome]
 
 

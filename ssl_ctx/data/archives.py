@@ -10,9 +10,14 @@ Both paths apply the same rule to every member before anything is read or writte
 rule is refused as a whole with a :class:`UserError` naming the member. Extraction additionally uses
 tarfile's ``filter="data"`` and happens in a temporary folder that is renamed into place, followed by a
 completion marker.
+
+A folder on disk is listed through its links to other folders, except a link that loops back to a folder above
+it or leads to files listed already (skipped with a warning naming it); a link to a file that loops or points
+to nothing is listed, and skipped, named, when it is read (:meth:`FolderTree.read` says which it is).
 """
 from __future__ import annotations
 
+import errno
 import os
 import posixpath
 import re
@@ -24,6 +29,7 @@ import zlib
 from pathlib import Path
 
 from ssl_ctx.data.cache import locked, make_dirs
+from ssl_ctx.data.status import log_warning
 from ssl_ctx.errors import UserError
 from ssl_ctx.files import temporary_sibling
 
@@ -161,8 +167,9 @@ class FolderTree(FileTree):
     def files(self) -> list[str]:
         if self._files is None:
             found = []
-            for folder, dirs, names in os.walk(self.root):
-                dirs.sort()
+            listed = [Path(os.path.realpath(self.root))]  # the real folders listed: the root, then linked ones
+            for folder, dirs, names in os.walk(self.root, followlinks=True):
+                dirs[:] = [name for name in sorted(dirs) if _follow(Path(folder) / name, listed)]
                 rel = os.path.relpath(folder, self.root)
                 rel = "" if rel == "." else rel.replace(os.sep, "/")
                 found.extend(f"{rel}/{n}" if rel else n for n in names)
@@ -170,7 +177,32 @@ class FolderTree(FileTree):
         return self._files
 
     def read(self, path: str) -> bytes:
-        return (self.root / path).read_bytes()
+        file = self.root / path
+        try:
+            return file.read_bytes()
+        except OSError as err:
+            if not file.is_symlink():
+                raise
+            problem = "loops back on itself" if err.errno == errno.ELOOP else "points to nothing"
+            raise OSError(f"a symbolic link to '{os.readlink(file)}' that {problem}") from None
+
+
+def _follow(folder: Path, listed: list[Path]) -> bool:
+    """Whether :class:`FolderTree` lists ``folder``: a real folder always, a link to a folder unless its target
+    holds the link (it would loop) or overlaps a listed folder (files would be listed twice). ``listed`` gains
+    each linked folder that is followed."""
+    if not folder.is_symlink():
+        return True
+    target = Path(os.path.realpath(folder))
+    if Path(os.path.realpath(folder.parent)).is_relative_to(target):
+        log_warning(f"skipping '{folder}': a link back to '{target}', a folder above it (following it would loop)")
+        return False
+    if any(target.is_relative_to(done) or done.is_relative_to(target) for done in listed):
+        log_warning(f"skipping '{folder}': a link to '{target}', which overlaps a folder listed already (its files "
+                    f"would be listed twice)")
+        return False
+    listed.append(target)
+    return True
 
 
 class ArchiveTree(FileTree):

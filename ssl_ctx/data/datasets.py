@@ -430,7 +430,10 @@ def folder_listing(tree: FileTree) -> str:
     or rewritten, and costs one ``stat`` per file (nothing is decoded)."""
     digest = hashlib.sha256()
     for path in tree.files():
-        info = (tree.root / path).stat()
+        try:
+            info = (tree.root / path).stat()
+        except OSError:  # a link that loops or points to nothing: skipped when the cache is built, still counted
+            info = (tree.root / path).lstat()
         digest.update(f"{path}\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
     return f"{len(tree.files())} files, sha256 {digest.hexdigest()[:16]}"
 

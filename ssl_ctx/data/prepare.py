@@ -133,10 +133,11 @@ def prepare(
     limit = check_limit(limit)
     tag = size_tag(size, limit)
     final = cache_root() / spec.key / tag
-    listing = folder_listing(FolderTree(spec.folder)) if spec.folder is not None else None
+    source = locate_source(spec) if spec.folder is not None else None  # its tree is listed once, warnings too
+    listing = folder_listing(source.tree) if source is not None else None
     if _up_to_date(spec, final, tag, listing, progress):
         return final
-    source = locate_source(spec)
+    source = source or locate_source(spec)
     with locked(final.parent / f".{final.name}.lock"):
         if _up_to_date(spec, final, tag, listing, progress, quiet=True):  # another process finished it meanwhile
             return final

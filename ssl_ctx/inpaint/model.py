@@ -139,8 +139,8 @@ def load_pretext_model(path: str | Path, device: torch.device | str = "cpu") -> 
     try:
         task.load_state_dict(payload["model"])
     except RuntimeError as err:
-        raise UserError(f"checkpoint '{path}' does not match its own method's model "
-                        f"({str(err).splitlines()[0][:160]})") from None
+        raise UserError(f"checkpoint '{path}' does not match its own method's model; pass a checkpoint written by "
+                        f"`ssl-ctx pretrain` with this version of ssl_ctx", detail=str(err)) from None
     if not (hasattr(task, "inpaint") or hasattr(task, "reconstruct")):
         raise UserError(f"checkpoint '{path}' holds method '{payload['method']}', which does not inpaint; "
                         f"use a context_encoder or inpainting128 checkpoint")

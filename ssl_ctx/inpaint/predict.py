@@ -14,12 +14,16 @@
   it was trained on; ``block`` / ``random`` = the random-block / random-region masks of ``ssl_ctx.masks``
   drawn at the image's size from ``--seed`` (full-image checkpoints only).
 * ``--figure``: input | masked input (hole in white) | output, side by side.
+* An existing ``-o`` / ``--figure`` file is replaced only with ``--overwrite``, and never when it is the input
+  image, the mask or the checkpoint (symbolic and hard links included): the command does not destroy its inputs.
+* An image smaller than the model's input is upscaled to it, after one warning line.
 Problems with the user's files (unreadable image, mask of the wrong size, empty mask) are one-line UserErrors.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,7 +33,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ssl_ctx.config import MaskConfig
 from ssl_ctx.errors import UserError, first_line, unknown_name_error, warn
-from ssl_ctx.files import atomic_write
+from ssl_ctx.files import atomic_write, require_writable
 from ssl_ctx.images import read_rgb
 from ssl_ctx.inpaint.model import CheckpointInpainter
 
@@ -51,7 +55,7 @@ def _read(path: str | Path, what: str, decode: Callable[[Path], np.ndarray], fix
     try:
         return decode(path)
     except READ_ERRORS as err:
-        raise UserError(f"cannot read {what} '{path}' ({first_line(err)}); {fix}") from None
+        raise UserError(f"cannot read {what} '{path}'; {fix}", detail=first_line(err)) from None
 
 
 def _mask_values(path: Path) -> np.ndarray:
@@ -104,8 +108,30 @@ def write_image(path: str | Path, image: np.ndarray) -> Path:
         atomic_write(path, lambda tmp: Image.fromarray(image).save(tmp, format=image_format, **options),
                      needed_bytes=image.nbytes)
     except (ValueError, KeyError, OSError) as err:  # a full disk or read-only folder is already a UserError
-        raise UserError(f"cannot write '{path}' ({str(err).splitlines()[0]}); use a .png file name") from None
+        raise UserError(f"cannot write '{path}'; use a .png file name", detail=first_line(err)) from None
     return path
+
+
+def check_target(path: str | Path, what: str, inputs: dict[str, str | None], overwrite: bool) -> Path:
+    """``path`` when the command may write ``what`` there: never over one of its ``inputs`` (name -> file), and
+    over another existing file only with ``overwrite``; else one UserError line."""
+    path = Path(path)
+    for name, source in inputs.items():
+        if source is not None and _same_file(path, Path(source)):
+            suggestion = path.with_name(f"{path.stem}-{'inpainted' if what == 'output' else what}{path.suffix}")
+            raise UserError(f"{what} '{path}' is the {name} '{source}', which the command never writes over (even "
+                            f"with --overwrite); write the {what} elsewhere, e.g. '{suggestion}'")
+    if os.path.lexists(path) and not overwrite:
+        raise UserError(f"{what} '{path}' already exists; pass --overwrite to replace it, or choose another name")
+    return path
+
+
+def _same_file(path: Path, other: Path) -> bool:
+    """Whether ``path`` and ``other`` are one file (links resolved; hard links too when both exist)."""
+    try:
+        return os.path.samefile(path, other)
+    except OSError:  # one of them does not exist (yet)
+        return path.resolve() == other.resolve()
 
 
 # ------------------------------------------------------------------------------------------- masks
@@ -173,16 +199,28 @@ def inpaint_command(args: argparse.Namespace) -> Path:
     from ssl_ctx.engine.device import resolve_device
     from ssl_ctx.inpaint.model import load_pretext_model
 
-    check_output_name(args.output, "output")
+    figure_path = getattr(args, "figure", None)
+    inputs = {"input image": args.image, "mask": args.mask, "checkpoint": args.checkpoint}
+    overwrite = getattr(args, "overwrite", False)
+    check_target(check_output_name(args.output, "output"), "output", inputs, overwrite)
     if args.region:
         region_kind(args.region)
-    if getattr(args, "figure", None):
-        check_output_name(args.figure, "figure")
+    if figure_path:
+        if _same_file(Path(figure_path), Path(args.output)):
+            raise UserError(f"--figure '{figure_path}' is also the -o output; give the figure a name of its own")
+        check_target(check_output_name(figure_path, "figure"), "figure", inputs, overwrite)
+    for target in (args.output, figure_path):
+        if target:
+            require_writable(Path(target).parent)
     image = read_image(args.image)
     height, width = image.shape[:2]
     mask = read_mask(args.mask, height, width) if args.mask else None
     task, config = load_pretext_model(args.checkpoint, resolve_device("auto"))
     inpainter = CheckpointInpainter(task, batch_size=1)
+    if height < inpainter.size or width < inpainter.size:
+        side = f"{inpainter.size}x{inpainter.size}"
+        warn(f"image '{args.image}' is {width}x{height}, smaller than the model's {side} input: it is upscaled from "
+             f"{width}x{height} to {side}, so the fill holds no more detail than the image")
     if mask is None:
         mask = region_mask(args.region, height, width, inpainter, config.mask, getattr(args, "seed", 0))
     result = inpaint_image(image, mask, inpainter)

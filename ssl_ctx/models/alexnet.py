@@ -105,6 +105,12 @@ def _conv_stage(
 # ---------------------------------------------------------------------------------------------- model
 
 
+# torchvision's AlexNet (``torchvision.models.alexnet``) keeps its convolutions in ``features`` (indices of
+# conv1..conv5 there); its classifier is not part of the encoder.
+TORCHVISION_ALEXNET_CONVS = {"features.0.": "conv1.conv.", "features.3.": "conv2.conv.", "features.6.": "conv3.conv.",
+                             "features.8.": "conv4.conv.", "features.10.": "conv5.conv."}
+
+
 class AlexNetEncoder(nn.Module):
     """AlexNet conv1-pool5 (CaffeNet widths) returning every stage's feature map.
 
@@ -122,6 +128,9 @@ class AlexNetEncoder(nn.Module):
     ``conv5 (B, 256, ., .)``, ``pool5 (B, 256, out_size, out_size)``, all after ReLU (conv1/conv2 before their
     pool and LRN). ``feature_info`` lists them in that order with their nominal strides.
     """
+
+    # Other libraries' names of these weights (prefix renames), for loading their files where the shapes fit.
+    foreign_layouts = {"torchvision AlexNet": TORCHVISION_ALEXNET_CONVS}
 
     def __init__(self, variant: str = "alexnet227", norm: str = "lrn", init: str = "gaussian",
                  width: float = 1.0, groups: int = 2) -> None:

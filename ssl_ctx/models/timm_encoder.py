@@ -1,11 +1,15 @@
-"""Any timm model as an encoder (``build_encoder("timm:<name>")``), through ``features_only=True``.
+"""Any timm model as an encoder (``build_encoder("timm:<name>")``), through ``features_only=True``, and timm's
+pretrained weights from the local cache (:func:`cached_pretrained_file`).
 
 timm is imported when an encoder is built, not when this package is imported, so the CLI starts fast.
 """
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import torch
 from torch import nn
@@ -57,6 +61,10 @@ class TimmEncoder(nn.Module):
         if len(set(keys)) != len(keys):  # two timm paths that sanitise alike: number them instead
             for i, info in enumerate(self.feature_info):
                 info["module"] = f"{keys[i]}_{i}"
+        # timm's features_only wrapper keeps the network's own module names, under ``model.model.`` where it wraps
+        # the whole network (ViTs); without the wrapper's ``model.`` they are timm.create_model(name)'s names.
+        inner = getattr(self.model, "model", None)
+        self.library_prefix = "model.model." if isinstance(inner, nn.Module) else "model."
         cfg = getattr(self.model, "pretrained_cfg", None) or {}
         self.input_size = int(cfg.get("input_size", (3, 224, 224))[-1])
         self.out_channels = self.feature_info[-1]["num_chs"]
@@ -67,3 +75,41 @@ class TimmEncoder(nn.Module):
         if isinstance(maps, dict):
             maps = list(maps.values())
         return {info["module"]: fmap for info, fmap in zip(self.feature_info, maps)}
+
+
+# The files timm's Hugging Face repositories publish weights in, in the order timm tries them.
+HUB_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+def cached_pretrained_file(model_name: str) -> tuple[str, Path]:
+    """``(tagged name, file)`` of timm's default (or tagged: ``resnet18.tv_in1k``) pretrained weights for
+    ``model_name`` found in the local caches, without the network: the Hugging Face hub cache, then torch hub's
+    ``checkpoints/`` for weights timm downloads by URL. Weights not cached are one UserError line saying how to
+    provide them."""
+    import timm
+    from huggingface_hub import constants, try_to_load_from_cache
+    from torch.hub import get_dir
+
+    from ssl_ctx.errors import UserError
+
+    cfg = timm.models.get_pretrained_cfg(model_name)
+    if cfg is None:
+        raise UserError(f"timm has no pretrained weights for '{model_name}'; pick a name with weights "
+                        f"(timm.list_models(pretrained=True)) or probe.init=random model.encoder=timm:{model_name}")
+    tagged = f"{cfg.architecture}.{cfg.tag}" if cfg.tag else str(cfg.architecture)
+    if cfg.file and Path(cfg.file).is_file():
+        return tagged, Path(cfg.file)
+    for filename in HUB_WEIGHT_FILES if cfg.hf_hub_id else ():
+        found = try_to_load_from_cache(cfg.hf_hub_id, filename)
+        if isinstance(found, str):
+            return tagged, Path(found)
+    hub_checkpoints = Path(get_dir()) / "checkpoints"
+    if cfg.url:
+        local = hub_checkpoints / os.path.basename(urlparse(cfg.url).path)
+        if local.is_file():
+            return tagged, local
+    raise UserError(f"timm's pretrained weights {tagged} are not in the local caches ({constants.HF_HUB_CACHE}, "
+                    f"{hub_checkpoints}); where there is internet, python -c \"import timm; timm.create_model("
+                    f"'{tagged}', pretrained=True)\" caches them, or pass the weights file: "
+                    f"probe.init=<file> model.encoder=timm:{cfg.architecture} (random weights: probe.init=random "
+                    f"model.encoder=timm:{cfg.architecture})")

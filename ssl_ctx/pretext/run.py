@@ -11,6 +11,7 @@ from ssl_ctx.config import Config, save_config
 from ssl_ctx.data.loader import input_size_of, load_splits, loader_for
 from ssl_ctx.engine.trainer import Trainer, run_label
 from ssl_ctx.errors import UserError
+from ssl_ctx.files import require_writable
 from ssl_ctx.pretext.base import DataInfo
 from ssl_ctx.registry import PRETEXT_METHODS
 from ssl_ctx.results.records import write_record
@@ -25,7 +26,7 @@ def run_pretrain(config: Config, resume: bool = False, deadline: float | None = 
     resume may change (:class:`~ssl_ctx.engine.trainer.Trainer`).
     """
     started = time.perf_counter()
-    run_dir = config.run_dir
+    run_dir = require_writable(config.run_dir)
     method_cls = PRETEXT_METHODS.get(config.method.name)
     trainer = Trainer(config, run_dir, resume=resume, label=run_label(config, "pretext"), deadline=deadline,
                       allow_changes=allow_changes)

@@ -1,7 +1,7 @@
 """Downstream probes: classification, localisation, detection and segmentation of a transferred encoder.
 
-``run_probe(config)`` builds the encoder named by ``probe.init`` (``random``, ``timm:<name>``, a pretext
-checkpoint, an exported encoder or a state dict; see :mod:`ssl_ctx.probes.encoder_loading`), runs the probe
+``run_probe(config)`` builds the encoder named by ``probe.init`` (``random``, ``random:<file>``, ``timm:<name>``,
+a pretext checkpoint, an exported encoder or a state dict; see :mod:`ssl_ctx.probes.encoder_loading`), runs the probe
 registered under ``probe.task`` in ``PROBES`` with a :class:`~ssl_ctx.probes.common.ProbeContext` (the encoder,
 the shared ``Trainer`` and the config sections a probe reads), writes ``run_dir/record.json`` and prints the
 probe's settings with its result. Importing this package registers the built-in probes; a plug-in probe is one
@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from ssl_ctx.config import Config, save_config
+from ssl_ctx.files import require_writable
 from ssl_ctx.probes import classification, detection, localisation, segmentation  # noqa: F401  (registration)
 from ssl_ctx.probes.batch_norm import recompute_batch_norm_statistics
 from ssl_ctx.probes.common import ProbeContext, ProbeTask, feature_root, parse_layers, probe_kind, resolve_solver
@@ -64,13 +65,17 @@ def run_probe(config: Config, resume: bool = False, deadline: float | None = Non
     from ssl_ctx.results.records import write_record
 
     started = time.perf_counter()
+    require_writable(config.run_dir)
     if config.probe.init.startswith(TIMM_PREFIX):  # the timm model is the encoder: say so in the resolved config
-        config = dataclasses.replace(config, model=dataclasses.replace(config.model, encoder=config.probe.init))
+        architecture = config.probe.init.partition(".")[0]  # timm:resnet18.tv_in1k: the tag names the weights
+        config = dataclasses.replace(config, model=dataclasses.replace(config.model, encoder=architecture))
     probe_fn = PROBES.get(config.probe.task)
     resolve_solver(config.probe)
     torch.manual_seed(config.train.seed)  # the head's (and a random encoder's) initial weights
     encoder = load_encoder(config.probe.init, encoder_spec(config.model.encoder, config.model))
     parse_layers(config.probe.layer, encoder)
+    origin = encoder.weights
+    print(f"probe.init: {origin.description}")
     trainer = Trainer(config, config.run_dir, resume=resume, label=run_label(config, "probe"), deadline=deadline,
                       allow_changes=allow_changes)
     if trainer.is_main:
@@ -84,7 +89,9 @@ def run_probe(config: Config, resume: bool = False, deadline: float | None = Non
         metrics, details = outcome["metrics"], outcome["details"]
         scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
         trainer.log_scalars(scalars, int(metrics.get("train_steps", 0)), "eval")
-    settings = {**probe_settings(config), "normalisation": normalisation,
+    # method and pretext_run name the table row; weights says where they came from (random, timm, a file).
+    settings = {**probe_settings(config), "normalisation": normalisation, "weights": origin.description,
+                "method": origin.method, "pretext_run": origin.pretext_run,
                 "encoder_architecture": describe_encoder(encoder),
                 **{k: v for k, v in details.items() if k not in ("chance", "headline")}}
     # The protocol line every table prints: how the head is fitted, and how the encoder's BatchNorm was treated.

@@ -1,11 +1,14 @@
-"""The encoder a probe measures: ``random``, ``timm:<name>``, or the encoder of a pretext checkpoint.
+"""The encoder a probe measures, and where its weights come from (``probe.init``).
 
-Initialisations (``probe.init``)
-- ``random``: the paper's "random Gaussian" baseline, built as the released code initialises every network
-  (``ssl_ctx.models.gaussian_init_``): conv and linear weights ~ N(0, 0.02), biases 0, BatchNorm scales
-  ~ N(1, 0.02) and shifts 0; the draw is fixed by ``train.seed``.
-- ``timm:<name>``: a timm model through ``features_only`` (randomly initialised; timm's pretrained weights
-  would need a download).
+Initialisations
+- ``random``: the paper's "random Gaussian" baseline of the probe's ``model.*`` architecture, built as the released
+  code initialises every network (``ssl_ctx.models.gaussian_init_``): conv and linear weights ~ N(0, 0.02), biases
+  0, BatchNorm scales ~ N(1, 0.02) and shifts 0; the draw is fixed by ``train.seed``. ``model.encoder=timm:<name>``
+  makes it a random timm network.
+- ``random:<file>``: the same random init, of the architecture a pretext checkpoint or exported encoder holds (its
+  build spec), so a random baseline matches the encoder it is compared with.
+- ``timm:<name>``: timm's *pretrained* weights for ``<name>`` (default tag, or ``resnet18.tv_in1k``), read from the
+  local caches, never downloaded here (:func:`ssl_ctx.models.timm_encoder.cached_pretrained_file`).
 - a checkpoint written by ``ssl-ctx pretrain`` (``runs/<name>/checkpoints/last.pt``). Only the encoder's
   weights (keys under the checkpoint's ``encoder_prefix``, ``encoder.``) are taken; the encoder is rebuilt from
   the build spec the checkpoint stores (``encoder_spec``: name and options such as AlexNet's ``norm``, ``width``,
@@ -13,17 +16,20 @@ Initialisations (``probe.init``)
   checkpoints stored a spec gets it from its config's ``model`` section.
 - an encoder written by ``ssl-ctx export`` (``.safetensors``, :mod:`ssl_ctx.encoder_file`): rebuilt from the spec in
   its metadata, as a checkpoint's.
-- a bare state dict (``torch.save``'d, possibly under ``state_dict`` or ``model``, or a safetensors file without
-  ssl_ctx's metadata), in ssl_ctx's parameter names or in torchvision's AlexNet layout (``features.0`` ...
-  ``features.10``; the classifier is ignored). It names no architecture, so the encoder is built from the
-  probe's ``model.*`` options, and the shapes must fit: torchvision's own ``alexnet()`` weights (64-192-384-256-256
-  channels) fit none of the paper's CaffeNet-width AlexNets and are refused.
+- weights trained elsewhere: a state dict (``torch.save``'d, a Lightning / solo-learn / MoCo checkpoint, or a
+  safetensors file without ssl_ctx's metadata). It names no architecture, so the encoder is built from the probe's
+  ``model.*``, and the encoder's tensors are found under the trainer's wrappers and prefixes, in the library names
+  of its architecture or a declared foreign layout (:mod:`ssl_ctx.models.foreign_weights`): torchvision's and
+  timm's ResNets, torchvision's AlexNet layout where the shapes fit (torchvision's own ``alexnet()``, 64-192-384-
+  256-256 channels, fits none of the paper's CaffeNet-width AlexNets and is refused).
 
-A file holding another encoder than the probe asks for (``model.encoder``), or whose weights do not fit it, is
-refused with one line naming the file, what it holds (the layer and both shapes), what was expected and the fix.
+Every encoder returned carries ``weights``: a :class:`WeightsOrigin` naming its table row and saying in one line
+where its weights came from (printed, and stored in the probe's record). A file holding another encoder than the
+probe asks for, or whose weights do not fit it, is refused with one line naming the file, the misfit and the fix.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,24 +38,75 @@ from torch import nn
 
 from ssl_ctx.errors import UserError
 from ssl_ctx.models import TIMM_PREFIX, EncoderSpec, build_encoder, encoder_spec, gaussian_init_
+from ssl_ctx.models.foreign_weights import describe_misfit, flatten_tensors, load_library_state_dict, match_weights
 
 RANDOM = "random"
+RANDOM_LIKE = "random:"  # random:<file>: a random init of the architecture the file holds
+RANDOM_METHOD = "random_init"  # the table row of a random init: the baseline's name
 # Prefixes a wrapped model adds in front of parameter names (torch.compile, DistributedDataParallel).
 _WRAPPER_PREFIXES = ("_orig_mod.", "module.")
 
 
+@dataclass(frozen=True)
+class WeightsOrigin:
+    """Where a probed encoder's weights come from: ``method`` names its table row (the pretext method of a
+    checkpoint, ``random_init``, ``timm_pretrained(<name>)`` or a foreign file's name), ``description`` says it in
+    one line, ``pretext_run`` is the name of the pretext run that trained it, where there is one."""
+
+    method: str
+    description: str
+    pretext_run: str | None = None
+
+
 def load_encoder(init: str, expected: EncoderSpec) -> nn.Module:
-    """Build the encoder a probe measures (see the module docstring for ``init``).
+    """Build the encoder a probe measures (see the module docstring for ``init``), with its ``weights`` origin.
 
     ``expected`` is the encoder the probe's ``model.*`` describes: what ``random`` builds, what a file must hold
-    (its name), and what a bare state dict is loaded into (a checkpoint brings its own spec; ``timm:<name>`` is
+    (its name), and what a foreign state dict is loaded into (a checkpoint brings its own spec; ``timm:<name>`` is
     its own).
     """
     if init == RANDOM:
-        return gaussian_init_(build_encoder(expected))
+        return _random_encoder(expected, f"{expected.name} from the probe's model.*")
+    if init.startswith(RANDOM_LIKE):
+        path = Path(init[len(RANDOM_LIKE):])
+        return _random_encoder(file_spec(path), f"the architecture of '{path}'")
     if init.startswith(TIMM_PREFIX):
-        return build_encoder(encoder_spec(init))
+        return timm_pretrained_encoder(init[len(TIMM_PREFIX):])
     return load_encoder_file(init, expected)
+
+
+def _random_encoder(spec: EncoderSpec, what: str) -> nn.Module:
+    encoder = gaussian_init_(build_encoder(spec))
+    encoder.weights = WeightsOrigin(RANDOM_METHOD, f"random Gaussian init N(0, 0.02) of {what} ({describe_spec(spec)})")
+    return encoder
+
+
+def describe_spec(spec: EncoderSpec) -> str:
+    """``alexnet64 norm=batch width=0.25 groups=2``."""
+    return " ".join([spec.name, *(f"{key}={value}" for key, value in spec.options.items())])
+
+
+def timm_pretrained_encoder(name: str) -> nn.Module:
+    """timm model ``name`` (``resnet18`` or ``resnet18.tv_in1k``) holding timm's pretrained weights from the local
+    caches; weights not cached are one line saying how to provide them."""
+    from ssl_ctx.models.timm_encoder import cached_pretrained_file
+
+    encoder = build_encoder(encoder_spec(TIMM_PREFIX + name.partition(".")[0]))
+    tagged, path = cached_pretrained_file(name)
+    match = match_weights(read_weights_file(path), encoder, f"timm's pretrained {tagged} ('{path}')",
+                          "its cached file is not that model's: remove it and cache it again")
+    load_library_state_dict(encoder, match.state)
+    encoder.weights = WeightsOrigin(f"timm_pretrained({tagged})",
+                                    f"timm's pretrained weights {tagged} from '{path}': {match.summary()}")
+    return encoder
+
+
+def read_weights_file(path: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a ``torch.save`` or safetensors file, by dotted name (:func:`flatten_tensors`)."""
+    from ssl_ctx.encoder_file import SUFFIX, read_safetensors
+    from ssl_ctx.engine.checkpoint import read_torch_file
+
+    return read_safetensors(path)[0] if path.suffix == SUFFIX else flatten_tensors(read_torch_file(path))
 
 
 def _strip_wrappers(key: str) -> str:
@@ -72,51 +129,58 @@ def encoder_state_dict(model_state: dict[str, torch.Tensor], prefix: str = "enco
     return state
 
 
-def _mismatch(encoder: nn.Module, state: dict[str, torch.Tensor]) -> str | None:
-    """A short description of how ``state`` fails to fit ``encoder`` exactly, or None when it fits."""
-    expected = encoder.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
-              if k in state and tuple(state[k].shape) != tuple(v.shape)]
-    parts = []
-    if missing:
-        parts.append(f"missing {len(missing)} (e.g. {', '.join(missing[:2])})")
-    if unexpected:
-        parts.append(f"unexpected {len(unexpected)} (e.g. {', '.join(unexpected[:2])})")
-    if shapes:
-        parts.append(f"{len(shapes)} of another shape (e.g. {shapes[0]})")
-    return "; ".join(parts) or None
+def _require_file(path: Path, option: str = "probe.init") -> None:
+    if not path.is_file():
+        raise UserError(f"{option} '{path}' is neither 'random', 'random:<file>', 'timm:<name>' nor an existing "
+                        f"file; pass a checkpoint written by `ssl-ctx pretrain` (runs/<name>/checkpoints/last.pt), "
+                        f"an encoder written by `ssl-ctx export` or a state dict")
+
+
+def file_spec(path: Path) -> EncoderSpec:
+    """The build spec of the encoder a pretext checkpoint or an exported encoder file holds; a state dict names no
+    architecture and is refused in one line."""
+    from ssl_ctx.encoder_file import ENCODER_FORMATS, SUFFIX, exported_spec, read_safetensors
+    from ssl_ctx.engine.checkpoint import is_checkpoint, read_torch_file
+
+    _require_file(path, "probe.init=random:")
+    if path.suffix == SUFFIX:
+        metadata = read_safetensors(path)[1]
+        if metadata.get("format") in ENCODER_FORMATS:
+            return EncoderSpec.from_dict(exported_spec(metadata), f"exported encoder '{path}'")
+    else:
+        payload = read_torch_file(path)
+        if is_checkpoint(payload):
+            return checkpoint_spec(path, payload)
+    raise UserError(f"'{path}' names no architecture (a state dict, not an ssl-ctx checkpoint or export); for a "
+                    f"random init set the architecture with model.* and probe.init=random")
 
 
 def load_encoder_file(path: str | Path, expected: EncoderSpec | None) -> nn.Module:
     """The encoder in file ``path`` (a checkpoint, an exported encoder, or a state dict: the module docstring),
-    holding exactly its weights. A checkpoint or exported file must hold ``expected.name`` (None: any); a bare
-    state dict, which names no encoder, is loaded into ``expected``."""
+    holding exactly its weights. A checkpoint or exported file must hold ``expected.name`` (None: any); a state
+    dict, which names no encoder, is loaded into ``expected``."""
+    from ssl_ctx.encoder_file import ENCODER_FORMATS, SUFFIX, read_safetensors
     from ssl_ctx.engine.checkpoint import is_checkpoint, read_torch_file
-    from ssl_ctx.encoder_file import ENCODER_FORMAT, SUFFIX, read_safetensors
 
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"probe.init '{path}' is neither 'random', 'timm:<name>' nor an existing file; pass a "
-                        f"checkpoint written by `ssl-ctx pretrain` (runs/<name>/checkpoints/last.pt), an encoder "
-                        f"written by `ssl-ctx export` or an AlexNet state dict")
+    _require_file(path)
     if path.suffix == SUFFIX:
-        state, metadata = read_safetensors(path)
-        if metadata.get("format") == ENCODER_FORMAT:
-            return _exported_encoder(path, state, metadata, expected)
+        tensors, metadata = read_safetensors(path)
+        if metadata.get("format") in ENCODER_FORMATS:
+            return _exported_encoder(path, tensors, metadata, expected)
     else:
         payload = read_torch_file(path)
         if is_checkpoint(payload):
             return pretext_encoder(path, payload, expected)
-        state = _bare_state_dict(payload)
-        if state is None:
-            raise UserError(f"'{path}' is neither an ssl_ctx checkpoint nor a state dict (a dict of tensors); "
-                            f"pass a checkpoint written by `ssl-ctx pretrain` or an encoder from `ssl-ctx export`")
+        tensors = flatten_tensors(payload)
+        if not tensors:
+            raise UserError(f"'{path}' is neither an ssl_ctx checkpoint nor a state dict (it holds no tensors); "
+                            f"pass a checkpoint written by `ssl-ctx pretrain`, an encoder from `ssl-ctx export` "
+                            f"or a state dict")
     if expected is None:
-        raise UserError(f"'{path}' is a bare state dict, which names no encoder; pass the encoder to build it as "
+        raise UserError(f"'{path}' is a state dict, which names no encoder; pass the encoder to build it as "
                         f"(model.encoder)")
-    return _state_dict_encoder(path, state, expected)
+    return _state_dict_encoder(path, tensors, expected)
 
 
 def checkpoint_spec(path: Path, payload: dict[str, Any]) -> EncoderSpec:
@@ -144,16 +208,36 @@ def pretext_encoder(path: Path, payload: dict[str, Any], expected: EncoderSpec |
         raise UserError(f"checkpoint '{path}' holds no encoder weights (no '{prefix}' keys in its model) while "
                         f"the probe expects {expected.name if expected else spec.name}; pass a pretext checkpoint "
                         f"from `ssl-ctx pretrain`")
-    return _fitted(path, "checkpoint", spec, state)
+    encoder = build_encoder(spec)
+    problem = describe_misfit(encoder.state_dict(), state)
+    if problem:
+        raise UserError(f"checkpoint '{path}' holds weights that do not fit {describe_spec(spec)} ({problem}); "
+                        f"pass a checkpoint of {spec.name} written by this version of ssl-ctx")
+    encoder.load_state_dict(state, strict=True)
+    method = payload.get("method") or "?"
+    step = (payload.get("trainer_state") or {}).get("step")
+    encoder.weights = WeightsOrigin(method, f"pretext checkpoint '{path}' ({method}, step {step})",
+                                    ((payload.get("config") or {}).get("name")))
+    return encoder
 
 
-def _exported_encoder(path: Path, state: dict[str, torch.Tensor], metadata: dict[str, str],
+def _exported_encoder(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str],
                       expected: EncoderSpec | None) -> nn.Module:
+    import json
+
     from ssl_ctx.encoder_file import exported_spec
 
     spec = EncoderSpec.from_dict(exported_spec(metadata), f"exported encoder '{path}'")
     _check_held(path, "exported encoder", spec.name, expected)
-    return _fitted(path, "exported encoder", spec, state)
+    encoder = build_encoder(spec)
+    match = match_weights(tensors, encoder, f"exported encoder '{path}'",
+                          f"pass a file of {spec.name} written by `ssl-ctx export`")
+    load_library_state_dict(encoder, match.state)
+    source = json.loads(metadata.get("source") or "{}")
+    method = source.get("method") or path.name
+    encoder.weights = WeightsOrigin(method, f"exported encoder '{path}' ({method}, from {source.get('checkpoint')})",
+                                    source.get("run"))
+    return encoder
 
 
 def _check_held(path: Path, what: str, held: str, expected: EncoderSpec | None) -> None:
@@ -163,54 +247,22 @@ def _check_held(path: Path, what: str, held: str, expected: EncoderSpec | None) 
                         f"of {expected.name}")
 
 
-def _fitted(path: Path, what: str, spec: EncoderSpec, state: dict[str, torch.Tensor], advice: str = "") -> nn.Module:
-    """The encoder of ``spec`` holding ``state``, which must fit it exactly, else one line naming ``what`` the
-    file holds, the misfit and ``advice`` (default: a file of that encoder from this version)."""
-    encoder = build_encoder(spec)
-    problem = _mismatch(encoder, state)
-    if problem:
-        options = f" {spec.options}" if spec.options else ""
-        raise UserError(f"{what} '{path}' holds weights that do not fit {spec.name}{options} ({problem}); "
-                        f"{advice or f'pass a file of {spec.name} written by this version of ssl-ctx'}")
-    encoder.load_state_dict(state, strict=True)
-    return encoder
-
-
-# torchvision's AlexNet (``torchvision.models.alexnet``) keeps its convolutions in ``features``; its classifier is
-# not part of the encoder. These are the indices of conv1..conv5 there.
-TORCHVISION_ALEXNET_CONVS = {"features.0.": "conv1.conv.", "features.3.": "conv2.conv.", "features.6.": "conv3.conv.",
-                             "features.8.": "conv4.conv.", "features.10.": "conv5.conv."}
-
-
-def _bare_state_dict(payload: Any) -> dict[str, torch.Tensor] | None:
-    """The tensors of a plain state dict, also when nested under ``state_dict`` or ``model`` (as training scripts
-    save them); None when ``payload`` is not one."""
-    for key in ("state_dict", "model"):
-        if isinstance(payload, dict) and isinstance(payload.get(key), dict):
-            payload = payload[key]
-    if not isinstance(payload, dict) or not payload:
-        return None
-    if not all(isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in payload.items()):
-        return None
-    return payload
-
-
-def _state_dict_encoder(path: Path, state: dict[str, torch.Tensor], expected: EncoderSpec) -> nn.Module:
-    """``expected`` (the probe's ``model.*``) holding a bare state dict in ssl_ctx's names or in torchvision's
-    AlexNet layout, whose shapes must fit (else one line naming the layer and both shapes)."""
+def _state_dict_encoder(path: Path, tensors: dict[str, torch.Tensor], expected: EncoderSpec) -> nn.Module:
+    """``expected`` (the probe's ``model.*``) holding a foreign state dict's tensors, found as
+    :func:`~ssl_ctx.models.foreign_weights.match_weights` finds them (else one line naming the misfit)."""
     from ssl_ctx.models import ALEXNET_VARIANTS
 
-    state = {_strip_wrappers(key): value for key, value in state.items()}
-    torchvision_layout = expected.name in ALEXNET_VARIANTS and any(key.startswith("features.") for key in state)
-    if torchvision_layout:
-        state = {new + key[len(old):]: value for key, value in state.items()
-                 for old, new in TORCHVISION_ALEXNET_CONVS.items() if key.startswith(old)}
-    what = "torchvision AlexNet state dict" if torchvision_layout else "state dict"
+    encoder = build_encoder(expected)
+    torchvision_alexnet = expected.name in ALEXNET_VARIANTS and any(".features." in f".{key}" for key in tensors)
     hint = ("torchvision's alexnet() has 64-192-384-256-256 channels and no groups, CaffeNet's have "
-            "96-256-384-384-256: its own weights fit no AlexNet of the paper; " if torchvision_layout else "")
-    return _fitted(path, what, expected, state,
-                   advice=f"{hint}the probe builds the encoder from its model.* settings (model.width, model.groups, "
-                          f"model.norm): set them to the file's architecture, or pass a file that fits")
+            "96-256-384-384-256: its own weights fit no AlexNet of the paper; " if torchvision_alexnet else "")
+    match = match_weights(tensors, encoder, f"state dict '{path}'",
+                          f"{hint}the probe builds the encoder from its model.* settings (model.encoder, "
+                          f"model.width, model.groups, model.norm): set them to the file's architecture, or pass a "
+                          f"file that fits")
+    load_library_state_dict(encoder, match.state)
+    encoder.weights = WeightsOrigin(path.name, f"state dict '{path}': {match.summary()} into {describe_spec(expected)}")
+    return encoder
 
 
 def describe_encoder(encoder: nn.Module) -> str:

@@ -16,7 +16,7 @@ import pandas as pd
 
 from ssl_ctx.errors import UserError, warn
 from ssl_ctx.results.records import RECORD_NAME
-from ssl_ctx.settings import describe_difference, first_difference, record_identity
+from ssl_ctx.settings import UPSTREAM_PREFIX, describe_difference, first_difference, record_identity
 
 # The headline metric of a probe whose record carries no ``tags.metric``.
 PRIMARY_METRIC = {"classification": "top1", "detection": "map50", "segmentation": "miou"}
@@ -26,7 +26,8 @@ KIND_OF_MODE = {"linear": "frozen", "finetune": "fine-tuned"}
 PIXELS_OF_METRIC = {"eval_masked_l2": "hole", "eval_l2": "whole image"}
 MEAN_FILL_METRIC = "eval_mean_fill_l2"
 
-PROBE_COLUMNS = ["probe", "task", "kind", "protocol", "metric", "layer", "column", "method", "seed", "value", "path"]
+PROBE_COLUMNS = ["probe", "task", "kind", "protocol", "metric", "layer", "column", "method", "seed", "value",
+                 "architecture", "path"]
 PRETEXT_COLUMNS = ["method", "seed", "train_steps", "pixels", "model_l2", "mean_fill_l2", "path"]
 HISTORY_COLUMNS = ["method", "seed", "step", "loss"]
 
@@ -35,12 +36,14 @@ Record = tuple[Path, dict[str, Any]]
 
 @dataclass
 class RecordSet:
-    """Every readable ``record.json`` under a runs folder, by kind, and the paths of the unreadable ones."""
+    """Every readable ``record.json`` under a runs folder, by kind, the paths of the unreadable ones, and the
+    method each probe and pretext record is shown as (:func:`method_labels`)."""
 
     probe: list[Record] = field(default_factory=list)
     pretext: list[Record] = field(default_factory=list)
     other: list[Record] = field(default_factory=list)
     unreadable: list[Path] = field(default_factory=list)
+    methods: dict[Path, str] = field(default_factory=dict)
 
     def paths(self) -> list[str]:
         """The probe and pretext record files the tables are made from, sorted."""
@@ -63,7 +66,39 @@ def read_records(runs_dir: str | Path) -> RecordSet:
             continue
         by_kind = {"probe": records.probe, "pretext": records.pretext}
         by_kind.get(record.get("kind"), records.other).append((path, record))
+    records.methods = method_labels(records)
     return records
+
+
+def _made_by(record: dict[str, Any]) -> tuple[str, str | None, str | None]:
+    """``(method, run name, pretext settings hash)`` of a probe or pretext record: for a probe, of the encoder it
+    read (the record's ``probe.method`` and ``probe.pretext_run``; its ``probe.init`` in older records)."""
+    config = _section(record, "config")
+    if record.get("kind") == "pretext":
+        return _section(config, "method").get("name") or "?", config.get("name"), record.get("settings_hash")
+    probe, init = _section(record, "probe"), str(_section(config, "probe").get("init", "?"))
+    upstream = _section(record, "settings").get("probe.init")
+    upstream = upstream[len(UPSTREAM_PREFIX):] if isinstance(upstream, str) and upstream.startswith(UPSTREAM_PREFIX) \
+        else None
+    return probe.get("method") or init, probe.get("pretext_run"), upstream
+
+
+def method_labels(records: RecordSet) -> dict[Path, str]:
+    """The method each probe and pretext record is shown as: its ``tags.method`` (a bench's), else the method of
+    the pretext run that trained the encoder (``random_init`` for a random one), so that a probe row and its
+    pretext run share a name. Where runs of one method were made with different settings (two hand-made context
+    encoders, say), each is named by its run's name instead; seeds of one setting share the method's name."""
+    made = {path: _made_by(record) for path, record in records.probe + records.pretext
+            if not _section(_section(record, "config"), "tags").get("method")}
+    settings_of_method: dict[str, set[str]] = {}
+    for method, _, upstream in made.values():
+        if upstream:
+            settings_of_method.setdefault(method, set()).add(upstream)
+    labels = {path: str(_section(_section(record, "config"), "tags")["method"])
+              for path, record in records.probe + records.pretext if path not in made}
+    for path, (method, run, _) in made.items():
+        labels[path] = run if run and len(settings_of_method.get(method, ())) > 1 else method
+    return labels
 
 
 def _skip(records: RecordSet, path: Path, reason: str) -> None:
@@ -80,12 +115,12 @@ def _section(mapping: dict[str, Any], key: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def probe_rows(path: Path, record: dict[str, Any]) -> list[dict[str, Any]]:
+def probe_rows(path: Path, record: dict[str, Any], method: str | None = None) -> list[dict[str, Any]]:
     """The rows of one probe record: its headline metric ``<base>`` and/or ``<base>@<layer>`` values, layers in
     the record's order. Other metrics (loss, pixel accuracy, ...) are not shown in the tables, except where the
     record's ``tags.tables`` maps several table sections to its metrics ({"classification": "top1",
     "localisation": "map50"}: one probe whose read-outs answer two questions); each section is then a probe of
-    its own in the tables."""
+    its own in the tables. ``method`` names the rows (default: the record's own, :func:`_made_by`)."""
     config = _section(record, "config")
     tags, probe_config, settings = _section(config, "tags"), _section(config, "probe"), _section(record, "probe")
     task = probe_config.get("task", "")
@@ -99,8 +134,9 @@ def probe_rows(path: Path, record: dict[str, Any]) -> list[dict[str, Any]]:
         "task": task,
         "kind": settings.get("kind") or KIND_OF_MODE.get(probe_config.get("mode"), ""),
         "protocol": settings.get("protocol") or "",
-        "method": tags.get("method") or probe_config.get("init", "?"),
+        "method": method or tags.get("method") or _made_by(record)[0],
         "seed": record.get("seed", tags.get("seed")),
+        "architecture": settings.get("encoder_architecture") or "",
         "path": str(path),
     }
     rows = []
@@ -120,14 +156,14 @@ def check_cells(records: RecordSet) -> None:
     cells: dict[tuple[str, ...], list[Record]] = {}
     columns: dict[str, dict[tuple[str, str], Path]] = {}
     for path, record in records.probe:
-        rows = probe_rows(path, record)
+        rows = probe_rows(path, record, records.methods.get(path))
         if not rows:
             continue
         for row in {row["probe"]: row for row in rows}.values():  # one per table section of the record
             cells.setdefault(("probe", row["probe"], row["method"]), []).append((path, record))
             columns.setdefault(row["probe"], {}).setdefault((row["task"], row["metric"]), path)
     for path, record in records.pretext:
-        cells.setdefault(("pretext", _pretext_method(record)), []).append((path, record))
+        cells.setdefault(("pretext", records.methods[path]), []).append((path, record))
     for probe, kinds in columns.items():
         if len(kinds) > 1:
             (task_a, metric_a), (task_b, metric_b) = list(kinds)[:2]
@@ -150,18 +186,13 @@ def check_cells(records: RecordSet) -> None:
 
 def probe_frame(records: RecordSet) -> pd.DataFrame:
     """One row per (probe record, shown metric): the columns of ``PROBE_COLUMNS``; ``value`` is unscaled."""
-    rows = [row for path, record in records.probe for row in probe_rows(path, record)]
+    rows = [row for path, record in records.probe for row in probe_rows(path, record, records.methods.get(path))]
     return pd.DataFrame(rows, columns=PROBE_COLUMNS)
 
 
 def collect_records(runs_dir: str | Path) -> pd.DataFrame:
     """``probe_frame`` of every probe record under ``runs_dir``."""
     return probe_frame(read_records(runs_dir))
-
-
-def _pretext_method(record: dict[str, Any]) -> str:
-    config = _section(record, "config")
-    return _section(config, "tags").get("method") or _section(config, "method").get("name", "?")
 
 
 def pretext_frame(records: RecordSet) -> pd.DataFrame:
@@ -173,7 +204,7 @@ def pretext_frame(records: RecordSet) -> pd.DataFrame:
         metrics = _section(record, "metrics")
         model_metric = next((name for name in PIXELS_OF_METRIC if _number(metrics.get(name)) is not None), None)
         rows.append({
-            "method": _pretext_method(record),
+            "method": records.methods[path],
             "seed": record.get("seed"),
             "train_steps": _number(metrics.get("train_steps")) or 0.0,
             "pixels": PIXELS_OF_METRIC.get(model_metric, ""),
@@ -191,10 +222,10 @@ def _nan_if_none(value: float | None) -> float:
 def history_frame(records: RecordSet) -> pd.DataFrame:
     """One row per logged training step of every pretext record that has a ``history``."""
     rows = []
-    for _, record in records.pretext:
+    for path, record in records.pretext:
         history = record.get("history")
         for entry in history if isinstance(history, list) else []:
             step, loss = (_number(entry.get(k)) if isinstance(entry, dict) else None for k in ("step", "loss"))
             if step is not None and loss is not None:
-                rows.append({"method": _pretext_method(record), "seed": record.get("seed"), "step": step, "loss": loss})
+                rows.append({"method": records.methods[path], "seed": record.get("seed"), "step": step, "loss": loss})
     return pd.DataFrame(rows, columns=HISTORY_COLUMNS)

@@ -159,11 +159,25 @@ def paper_table() -> Table:
         header=["method", *(f"paper: {PAPER_TASK_NAMES[t]}" for t in tasks)], rows=rows)
 
 
+def architecture_note(architectures: dict[str, list[str]]) -> str | None:
+    """The line under a probe table whose methods' encoders differ in architecture (``architectures``: method ->
+    its encoders' descriptions), or None when they are all alike."""
+    if len({a for described in architectures.values() for a in described}) < 2:
+        return None
+    listed = "; ".join(f"{method}: {' / '.join(described)}" for method, described in architectures.items())
+    return (f"Encoders of different architectures ({listed}): a difference between these rows mixes architecture "
+            f"and weights; a random init of a checkpoint's own architecture is probe.init=random:<checkpoint>.")
+
+
 def build_report(summary: pd.DataFrame, provenance: str, baseline: str | None,
-                 pretext: tuple[pd.DataFrame, list[str]] | None = None, paper: bool = False) -> Report:
-    """Assemble the report from ``stats.summarise`` rows, and ``stats.summarise_pretext``'s result if any."""
+                 pretext: tuple[pd.DataFrame, list[str]] | None = None, paper: bool = False,
+                 notes: dict[str, list[str]] | None = None) -> Report:
+    """Assemble the report from ``stats.summarise`` rows, and ``stats.summarise_pretext``'s result if any;
+    ``notes``: lines to print under the table of a probe, by probe name."""
     has_baseline = bool(summary["baseline"].astype(bool).any())
     probes = [probe_table(summary[summary["probe"] == p], baseline) for p in pd.unique(summary["probe"])]
+    for table in probes:
+        table.notes += (notes or {}).get(table.heading, [])
     extra = []
     if pretext is not None and (not pretext[0].empty or pretext[1]):
         extra.append(pretext_table(*pretext))

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ssl_ctx.errors import UserError, warn
-from ssl_ctx.files import atomic_write, write_json_atomic, write_text_atomic
+from ssl_ctx.errors import UserError, suggest, warn
+from ssl_ctx.files import atomic_write, require_writable, write_json_atomic, write_text_atomic
 from ssl_ctx.results import figures, render
 from ssl_ctx.results.collect import RecordSet, check_cells, history_frame, pretext_frame, probe_frame, read_records
 from ssl_ctx.results.records import git_commit
@@ -66,6 +66,18 @@ def provenance_line(command: str, runs_dir: Path, records: RecordSet, baseline: 
     return line + "."
 
 
+def architecture_notes(frame: pd.DataFrame) -> dict[str, list[str]]:
+    """For each probe whose rows read encoders of different architectures, the line that says so."""
+    notes = {}
+    for probe, part in frame.groupby("probe", sort=False):
+        described = {method: sorted({a for a in rows["architecture"] if a})
+                     for method, rows in part.groupby("method", sort=True)}
+        note = render.architecture_note({method: found for method, found in described.items() if found})
+        if note:
+            notes[str(probe)] = [note]
+    return notes
+
+
 def table_command(runs_dir: str | Path, output: str | Path | None = None, paper: bool = False,
                   baseline: str | None = DEFAULT_BASELINE, command: str | None = None,
                   overwrite: bool = False, comparisons: Sequence[tuple[str, str]] = ()) -> pd.DataFrame:
@@ -80,7 +92,7 @@ def table_command(runs_dir: str | Path, output: str | Path | None = None, paper:
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         raise UserError(f"runs folder '{runs_dir}' does not exist; pass the folder a bench wrote (runs/<name>)")
-    output = Path(output) if output else runs_dir / "tables"
+    output = require_writable(Path(output) if output else runs_dir / "tables")
     if not overwrite:
         refuse_to_overwrite(output)
     records = read_records(runs_dir)
@@ -93,6 +105,10 @@ def table_command(runs_dir: str | Path, output: str | Path | None = None, paper:
                                           baseline, overwrite, comparisons)
     comparisons = [tuple(pair) for pair in comparisons]
     methods_seen = set(frame["method"])
+    if baseline and baseline != DEFAULT_BASELINE and baseline not in methods_seen:
+        raise UserError(f"--baseline '{baseline}' is no method of the probe records under '{runs_dir}' (methods: "
+                        f"{', '.join(sorted(methods_seen))}){suggest(baseline, methods_seen)}; pass one of them, "
+                        f"or --baseline '' for no differences")
     missing = [f"{a}:{b}" for a, b in comparisons if a not in methods_seen or b not in methods_seen]
     if missing:
         warn(f"comparison {missing[0]} names a method without probe records under '{runs_dir}' "
@@ -103,7 +119,10 @@ def table_command(runs_dir: str | Path, output: str | Path | None = None, paper:
     history = history_frame(records)
     commit = git_commit()
     provenance = provenance_line(command, runs_dir, records, baseline, set(frame["method"]), commit)
-    report = render.build_report(summary, provenance, baseline, pretext, paper)
+    notes = architecture_notes(frame)
+    for note in dict.fromkeys(line for lines in notes.values() for line in lines):
+        warn(note)
+    report = render.build_report(summary, provenance, baseline, pretext, paper, notes)
     markdown = render.to_markdown(report)
 
     output.mkdir(parents=True, exist_ok=True)

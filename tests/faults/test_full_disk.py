@@ -131,13 +131,48 @@ def test_a_read_only_tables_folder_is_one_line_and_the_records_are_untouched(ben
     assert file_digests(bench_dir) == before and not leftovers(bench_copy)
 
 
-@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root writes to read-only folders")
-def test_a_read_only_run_folder_is_one_line(tmp_path, capsys):
+@pytest.fixture
+def read_only_folder(tmp_path):
+    """An empty folder nobody can write to: without write permission, or (for root, whom permissions do not stop)
+    a read-only tmpfs."""
     folder = tmp_path / "locked"
     folder.mkdir()
-    folder.chmod(0o555)
-    try:
-        status, out, err = run_cli(capsys, "pretrain", PRETEXT, f"output_dir={folder}", "name=run")
-    finally:
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        yield folder
         folder.chmod(0o755)
-    assert status == 2 and err.count("\n") == 1 and "permission denied" in err
+        return
+    if shutil.which("mount") is None or subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1M", "tmpfs",
+                                                        str(folder)], capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a read-only tmpfs here")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=False)
+
+
+@pytest.mark.parametrize("command", ["pretrain", "probe", "bench", "table", "export", "inpaint"])
+def test_a_read_only_output_folder_is_one_line_before_any_work(command, read_only_folder, tmp_path, capsys):
+    # Each command checks its output folder first: no data is prepared, no checkpoint or image is read.
+    folder = read_only_folder
+    argv = {"pretrain": ["pretrain", PRETEXT, f"output_dir={folder}", "name=run"],
+            "probe": ["probe", "tests/configs/probe_tiny.yaml", f"output_dir={folder}", "name=run"],
+            "bench": ["bench", "tests/configs/bench_tiny.yaml", f"output_dir={folder}"],
+            "table": ["table", str(tmp_path), "-o", str(folder / "tables")],
+            "export": ["export", str(tmp_path / "missing.pt"), "-o", str(folder / "encoder.safetensors")],
+            "inpaint": ["inpaint", str(tmp_path / "missing.png"), "--region", "center", "--checkpoint",
+                        str(tmp_path / "missing.pt"), "-o", str(folder / "out.png")]}[command]
+    before = file_digests(tmp_path)
+    status, out, err = run_cli(capsys, *argv)
+    assert status == 2 and err.count("\n") == 1 and out == ""
+    reason = "permission denied" if os.geteuid() != 0 else "read-only file system"
+    assert err == (f"ssl-ctx: error: cannot write to '{folder}': {reason}; make it writable or choose another "
+                   f"output folder\n")
+    assert file_digests(tmp_path) == before and not leftovers(tmp_path)
+
+
+def test_a_read_only_output_dir_of_pretrain_is_one_line_not_a_tensorboard_traceback(read_only_folder):
+    # As above, through a child process: how the command really ends (no traceback, status 2).
+    result = subprocess.run([sys.executable, "-m", "ssl_ctx", "pretrain", PRETEXT, f"output_dir={read_only_folder}"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert the_line(result.stderr).startswith(f"ssl-ctx: error: cannot write to '{read_only_folder}': ")
+    assert result.stdout == "" and not any(read_only_folder.iterdir())

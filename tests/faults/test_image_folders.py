@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 
 import numpy as np
@@ -19,6 +20,12 @@ def write_images(folder, count: int, start: int = 0, size: int = 24) -> None:
     rng = np.random.default_rng(start)
     for index in range(start, start + count):
         Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(folder / f"img{index:03d}.png")
+
+
+def data_warnings(caplog) -> list[str]:
+    """The data layer's warning lines (skipped files and links), which it logs above its progress bars."""
+    return [record.getMessage() for record in caplog.records
+            if record.name == "ssl_ctx.data" and record.levelno == logging.WARNING]
 
 
 def prepare(capsys, folder):
@@ -73,6 +80,39 @@ def test_a_changed_image_folder_is_noticed_and_its_cache_rebuilt(env, capsys, ch
                                  "rewritten": "all 4 images"}[change] + "; 0 file(s) skipped")
     status, out, err = prepare(capsys, env / "photos")  # unchanged since: nothing to do
     assert status == 0 and "ssl-ctx:" not in err
+
+
+@pytest.mark.parametrize("link", ["to itself", "to nothing"])
+def test_a_broken_file_link_is_skipped_with_a_line_naming_it(env, capsys, caplog, link):
+    folder = env / "photos" / "cats"
+    write_images(folder, 3)
+    target = "self.jpg" if link == "to itself" else "missing.jpg"
+    (folder / "self.jpg").symlink_to(target)
+    before = file_digests(env / "photos")
+    status, out, err = prepare(capsys, env / "photos")
+    assert status == 0, err
+    problem = "loops back on itself" if link == "to itself" else "points to nothing"
+    assert data_warnings(caplog)[0] == (f"imagefolder:{env / 'photos'} all: skipping '{folder / 'self.jpg'}': a "
+                                        f"symbolic link to '{target}' that {problem}")
+    assert "Traceback" not in err and out.strip().endswith("all 3 images; 1 file(s) skipped")
+    assert file_digests(env / "photos") == before and not leftovers(env / "cache")
+
+
+def test_a_folder_link_that_loops_is_not_followed_and_is_named(env, capsys, caplog):
+    folder = env / "photos" / "cats"
+    write_images(folder, 3)
+    (folder / "sub").mkdir()
+    (folder / "sub" / "loop").symlink_to("..")  # cats/sub/loop/sub/loop/... for ever, if followed
+    (folder / "up").symlink_to(env)  # above the image folder itself
+    write_images(env / "more", 2, start=3)
+    (folder / "more").symlink_to(env / "more")  # an ordinary link to other images: followed
+    status, out, err = prepare(capsys, env / "photos")
+    assert status == 0, err
+    assert data_warnings(caplog) == [f"skipping '{link}': a link back to '{target}', a folder above it (following "
+                                     f"it would loop)" for link, target in ((folder / "up", env),
+                                                                            (folder / "sub" / "loop", folder))]
+    assert out.strip().endswith("all 5 images; 0 file(s) skipped")
+    assert len(load_split(f"imagefolder:{env / 'photos'}", "all", size=16)) == 5
 
 
 def test_a_failed_rebuild_leaves_the_previous_cache_as_it_was(env, capsys, monkeypatch):

@@ -3,6 +3,7 @@ keeps its content, `inpaint -o` keeps the context in a lossless file, and a chec
 from __future__ import annotations
 
 import io
+import os
 import warnings
 from pathlib import Path
 
@@ -23,7 +24,8 @@ from ssl_ctx.inpaint.predict import check_output_name, read_image, write_image
 from ssl_ctx.masks import fill_value
 from ssl_ctx.pretext.base import DataInfo
 from ssl_ctx.pretext.context_encoder import ContextEncoder
-from tests.helpers import small_config
+from tests.faults.conftest import run_cli, the_line
+from tests.helpers import file_digests, leftovers, small_config
 
 HEIGHT, WIDTH = 12, 20
 STORED_MEAN = (12.5, 200.25, 77.0)  # unlike any real dataset's mean, so a fallback would show
@@ -248,3 +250,71 @@ def test_checkpoint_without_data_info_falls_back_to_the_training_data(tmp_path: 
     monkeypatch.setenv("SSL_CTX_CACHE", str(tmp_path / "cache"))
     with pytest.raises(UserError, match="not found"):
         load_pretext_model(old)
+
+
+# ------------------------------------------------------------------------------- inpaint's own files
+
+
+@pytest.mark.parametrize("target", ["image", "mask", "image by a symbolic link", "image by a hard link",
+                                    "checkpoint by a symbolic link"])
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_inpaint_never_writes_over_its_inputs(tmp_path: Path, checkpoint: Path, picture, capsys, target: str,
+                                              overwrite: bool) -> None:
+    image, mask, _, _ = picture
+    named = {"image": (image, "input image", image), "mask": (mask, "mask", mask)}
+    if target.startswith("checkpoint"):
+        (tmp_path / "model.png").symlink_to(checkpoint)
+        named[target] = (tmp_path / "model.png", "checkpoint", checkpoint)
+    elif target.endswith("symbolic link"):
+        (tmp_path / "link.png").symlink_to(image)
+        named[target] = (tmp_path / "link.png", "input image", image)
+    elif target.endswith("hard link"):
+        os.link(image, tmp_path / "hard.png")
+        named[target] = (tmp_path / "hard.png", "input image", image)
+    output, what, source = named[target]
+    before = file_digests(tmp_path) | file_digests(checkpoint.parent)
+    status, out, err = run_cli(capsys, "inpaint", str(image), "--mask", str(mask), "--checkpoint", str(checkpoint),
+                               "-o", str(output), *(["--overwrite"] if overwrite else []))
+    assert status == 2 and out == ""
+    assert the_line(err) == (f"ssl-ctx: error: output '{output}' is the {what} '{source}', which the command never "
+                             f"writes over (even with --overwrite); write the output elsewhere, e.g. "
+                             f"'{output.with_name(output.stem + '-inpainted.png')}'")
+    assert file_digests(tmp_path) | file_digests(checkpoint.parent) == before and not leftovers(tmp_path)
+
+
+def test_an_existing_output_or_figure_is_replaced_only_with_overwrite(tmp_path: Path, checkpoint: Path, picture,
+                                                                      capsys) -> None:
+    image, mask, pixels, hole = picture
+    command = ["inpaint", str(image), "--mask", str(mask), "--checkpoint", str(checkpoint)]
+    (tmp_path / "earlier.png").write_bytes(b"a result of an earlier run")
+    (tmp_path / "figure.png").write_bytes(b"an earlier figure")
+    before = file_digests(tmp_path)
+    for target, argv in (("output", ["-o", str(tmp_path / "earlier.png")]),
+                         ("figure", ["-o", str(tmp_path / "new.png"), "--figure", str(tmp_path / "figure.png")])):
+        status, out, err = run_cli(capsys, *command, *argv)
+        name = tmp_path / ("earlier.png" if target == "output" else "figure.png")
+        assert status == 2 and the_line(err) == (f"ssl-ctx: error: {target} '{name}' already exists; pass "
+                                                 f"--overwrite to replace it, or choose another name")
+        assert file_digests(tmp_path) == before and not leftovers(tmp_path)
+    status, out, err = run_cli(capsys, *command, "-o", str(tmp_path / "same.png"), "--figure",
+                               str(tmp_path / "same.png"))
+    assert status == 2 and the_line(err) == (f"ssl-ctx: error: --figure '{tmp_path / 'same.png'}' is also the -o "
+                                             f"output; give the figure a name of its own")
+    assert file_digests(tmp_path) == before
+    status, out, err = run_cli(capsys, *command, "-o", str(tmp_path / "earlier.png"), "--overwrite")
+    assert status == 0 and err == ""
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "earlier.png"))[~hole], pixels[~hole])
+
+
+@pytest.mark.parametrize("height,width", [(1, 1), (12, 40)])
+def test_an_image_smaller_than_the_model_is_upscaled_after_one_warning(tmp_path: Path, checkpoint: Path, capsys,
+                                                                      height: int, width: int) -> None:
+    pixels = np.random.default_rng(2).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "small.png")
+    status, out, err = run_cli(capsys, "inpaint", str(tmp_path / "small.png"), "--region", "center",
+                               "--checkpoint", str(checkpoint), "-o", str(tmp_path / "out.png"))
+    assert status == 0
+    assert the_line(err) == (f"ssl-ctx: warning: image '{tmp_path / 'small.png'}' is {width}x{height}, smaller than "
+                             f"the model's 32x32 input: it is upscaled from {width}x{height} to 32x32, so the fill "
+                             f"holds no more detail than the image")
+    assert np.asarray(Image.open(tmp_path / "out.png")).shape == (height, width, 3)

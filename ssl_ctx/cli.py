@@ -6,12 +6,11 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from ssl_ctx.errors import Terminated, UserError
+from ssl_ctx.errors import Terminated, UserError, interrupt_status
 
 CONFIG_HELP = "YAML config file (see configs/); any key can be overridden after it as section.key=value"
 OVERRIDES_HELP = "dotted overrides, e.g. train.epochs=2 data.limit=5000 name=my-run"
 STOPPED_EARLY = 3  # exit status of a bench stopped by --stop-after (or with a failed cell): run it again
-INTERRUPTED, TERMINATED = 130, 143  # the shell's 128 + signal number: Ctrl-C (SIGINT 2), SIGTERM (15)
 
 
 def _load(args: argparse.Namespace, shorthands: dict[str, str] | None = None):
@@ -236,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         terminated = isinstance(err, Terminated)
         print(f"ssl-ctx: {'terminated (SIGTERM)' if terminated else 'interrupted'}; checkpoints written so far are "
               f"kept (continue with --resume)", file=sys.stderr)
-        return TERMINATED if terminated else INTERRUPTED
+        return interrupt_status(err)
     finally:
         if "WORLD_SIZE" in os.environ:
             from ssl_ctx.engine.distributed import cleanup

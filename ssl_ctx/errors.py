@@ -25,8 +25,16 @@ class UserError(Exception):
         self.detail = one_line(detail) if detail else None
 
 
+INTERRUPTED, TERMINATED = 130, 143  # the shell's 128 + signal number: Ctrl-C (SIGINT 2), SIGTERM (15)
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised by :func:`raise_terminated`: a KeyboardInterrupt, so every cleanup for Ctrl-C runs."""
+
+
+def interrupt_status(err: KeyboardInterrupt) -> int:
+    """The exit status of a command ended by ``err``: 143 for SIGTERM (:class:`Terminated`), 130 for Ctrl-C."""
+    return TERMINATED if isinstance(err, Terminated) else INTERRUPTED
 
 
 def raise_terminated(signum: int, frame: object) -> NoReturn:

@@ -105,13 +105,8 @@ def require_writable(folder: str | os.PathLike) -> Path:
         raise UserError(f"cannot write to '{folder}': '{existing}' is a file, not a folder; choose another "
                         f"output folder")
     probe = temporary_sibling(existing / "write-test")
-    try:
+    with output_errors(existing):
         probe.touch(exist_ok=False)
-    except OSError as err:
-        user_error = write_error(err, existing)
-        if user_error is None:
-            raise
-        raise user_error from None
     probe.unlink(missing_ok=True)
     return folder
 

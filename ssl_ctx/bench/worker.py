@@ -12,10 +12,9 @@ import signal
 import sys
 import threading
 
-from ssl_ctx.errors import Terminated, raise_terminated
+from ssl_ctx.errors import interrupt_status, raise_terminated
 
 STATUS = {"done": 0, "skipped": 0, "failed": 10, "stopped": 11, "not run": 12}
-INTERRUPTED, TERMINATED = 130, 143  # 128 + SIGINT, 128 + SIGTERM
 
 
 def _interrupt_when_closed() -> None:
@@ -36,7 +35,7 @@ def main() -> int:
     try:
         (outcome,) = run_cells(**arguments)
     except KeyboardInterrupt as err:
-        return TERMINATED if isinstance(err, Terminated) else INTERRUPTED
+        return interrupt_status(err)
     return STATUS[outcome]
 
 

@@ -99,7 +99,8 @@ class WeightsMatch:
     outside: int = 0
 
     def summary(self) -> str:
-        """``120 tensors under 'state_dict.backbone.' (left out: 2 classifier tensors, 146 others)``."""
+        """``120 tensors under 'state_dict.module.encoder_q.' (left out: 2 classifier tensor(s), 123 other(s) outside
+        the prefix)``."""
         where = f"under '{self.prefix}'" if self.prefix else "with no prefix"
         layout = f" in {self.layout} names" if self.layout else ""
         left = [f"{len(self.head)} classifier tensor(s)" if self.head else "",
@@ -134,22 +135,20 @@ def match_weights(tensors: Mapping[str, torch.Tensor], encoder: nn.Module, sourc
     """
     expected = library_state_dict(encoder)
     layouts = {"": {}, **getattr(encoder, "foreign_layouts", {})}
-    best: tuple[int, int, str, str] | None = None  # (score, -prefix length, prefix, layout)
+    best: tuple[int, int, str, str, dict[str, torch.Tensor]] | None = None  # score, -len(prefix), prefix, layout, group
     for prefix in sorted({p for key in tensors for p in _wrapper_prefixes(key)}):
-        group = {key[len(prefix):]: value for key, value in tensors.items() if key.startswith(prefix)}
+        under = {key[len(prefix):]: value for key, value in tensors.items() if key.startswith(prefix)}
         for layout, renames in layouts.items():
-            score = sum(key in expected for key in _renamed(group, renames))
-            candidate = (score, -len(prefix), prefix, layout)
-            if best is None or candidate[:2] > best[:2]:
-                best = candidate
+            group = _renamed(under, renames)
+            score = sum(key in expected for key in group)
+            if best is None or (score, -len(prefix)) > best[:2]:
+                best = (score, -len(prefix), prefix, layout, group)
     name = encoder.spec.name if hasattr(encoder, "spec") else type(encoder).__name__
     if best is None or best[0] == 0:
         shown = ", ".join(list(tensors)[:SHOWN]) or "none"
         raise UserError(f"{source} holds no tensor named like {name}'s (e.g. {', '.join(list(expected)[:2])}); its "
                         f"tensors are named like {shown}; {advice}")
-    _, _, prefix, layout = best
-    group = _renamed({key[len(prefix):]: value for key, value in tensors.items() if key.startswith(prefix)},
-                     layouts[layout])
+    _, _, prefix, layout, group = best
     head = [key for key in group if key not in expected and key.split(".")[0] in HEADS]
     state = {key: value for key, value in group.items() if key not in head}
     problem = describe_misfit(expected, state, optional=(OPTIONAL_SUFFIX,))

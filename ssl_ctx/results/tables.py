@@ -118,7 +118,7 @@ def table_command(runs_dir: str | Path, output: str | Path | None = None, paper:
     pretext = summarise_pretext(pretexts) if records.pretext else None
     history = history_frame(records)
     commit = git_commit()
-    provenance = provenance_line(command, runs_dir, records, baseline, set(frame["method"]), commit)
+    provenance = provenance_line(command, runs_dir, records, baseline, methods_seen, commit)
     notes = architecture_notes(frame)
     for note in dict.fromkeys(line for lines in notes.values() for line in lines):
         warn(note)

@@ -26,7 +26,7 @@ def _load(args: argparse.Namespace, shorthands: dict[str, str] | None = None):
 def cmd_data_prepare(args: argparse.Namespace) -> None:
     from ssl_ctx.data import prepare_command
 
-    prepare_command(args.name, size=args.size, limit=args.limit)  # prepare's parse_size checks --size
+    prepare_command(args.name, size=args.size, limit=args.limit, workers=args.workers)  # prepare checks the values
 
 
 def cmd_data_scenes(args: argparse.Namespace) -> None:
@@ -128,10 +128,16 @@ def build_parser() -> argparse.ArgumentParser:
     prepare = data_verbs.add_parser(
         "prepare", help="read a dataset archive or folder and write its uint8 cache",
         description="Read a dataset from its archive (or extracted folder) in $SSL_CTX_DATA and write a "
-                    "memory-mapped uint8 cache in $SSL_CTX_CACHE. Idempotent.")
-    prepare.add_argument("name", help="tiny-imagenet-200 | cifar10 | camvid | cmp-facade | imagefolder:<path>")
+                    "memory-mapped uint8 cache in $SSL_CTX_CACHE. Idempotent, and resumable: after an "
+                    "interruption (even a kill) the same command continues where it stopped.")
+    prepare.add_argument("name", help="tiny-imagenet-200 | cifar10 | camvid | cmp-facade | imagefolder:<path> | "
+                                      "imagenet:<path> (ILSVRC-2012) | voc:<path> (e.g. VOCdevkit/VOC2007); a relative "
+                                      "<path> is looked up in $SSL_CTX_DATA too")
     prepare.add_argument("--size", help="cache resolution HxW, or one side for a square (default: the dataset's own, e.g. 64x64)")
     prepare.add_argument("--limit", type=int, help="keep only N images per split (class-stratified)")
+    prepare.add_argument("--workers", type=int, metavar="N",
+                         help="processes that decode and resize images (default: every core this process may use); "
+                              "the cache is the same whatever N")
     prepare.set_defaults(handler=cmd_data_prepare)
     scenes = data_verbs.add_parser(
         "scenes", help="link CamVid street and CMP facade scenes into one image folder (train/ and test/)",
@@ -233,8 +239,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt as err:
         terminated = isinstance(err, Terminated)
-        print(f"ssl-ctx: {'terminated (SIGTERM)' if terminated else 'interrupted'}; checkpoints written so far are "
-              f"kept (continue with --resume)", file=sys.stderr)
+        # Verbs with --resume continue from their checkpoints; the others said what they keep themselves (a data
+        # prepare continues with the same command).
+        kept = "; checkpoints written so far are kept (continue with --resume)" if hasattr(args, "resume") else ""
+        print(f"ssl-ctx: {'terminated (SIGTERM)' if terminated else 'interrupted'}{kept}", file=sys.stderr)
         return interrupt_status(err)
     finally:
         if "WORLD_SIZE" in os.environ:

@@ -176,7 +176,7 @@ class TrainConfig:
 class ProbeConfig:
     """A downstream probe on a transferred encoder (``ssl_ctx.probes``)."""
 
-    task: str = "classification"  # classification | detection | segmentation
+    task: str = "classification"  # classification | multilabel_classification | localisation | detection | segmentation
     init: str = "random"  # random | random:<file> | timm:<name> (pretrained) | checkpoint, export or state dict
     # Feature map(s) read, joined by '+'. Classification: one probe per layer (conv1+...+conv5 is Split-Brain's
     # per-layer protocol); segmentation: one head over all of them (FCN skips); detection: one layer.
@@ -203,6 +203,11 @@ class ProbeConfig:
     # to measure how much the penalty choice alone moves a result on one encoder.
     holdout_seed: int = 0
     pixels_per_image: int = 256  # frozen segmentation: labelled pixels per training image the ridge is fitted on
+    # Frozen multi-label classification (VOC07, probe.solver=svm): one linear SVM per class, its cost chosen among
+    # svm_costs by svm_folds-fold cross-validation on the training split (VISSL's VOC07 benchmark and its costs).
+    svm_costs: list[float] = field(default_factory=lambda: [0.01, 0.1, 1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 50.0, 100.0,
+                                                            1000.0])
+    svm_folds: int = 3
     keep_checkpoint: bool = False  # keep a trained probe's checkpoint after its record is written
     # Keep the frozen features this probe extracted (features/ beside the checkpoint) for later probes to reuse;
     # false deletes them once the record is written (about 1.3 GB per encoder in the quick bench).

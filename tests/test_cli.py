@@ -87,3 +87,12 @@ def test_python_dash_m_runs_the_cli():
     result = subprocess.run([sys.executable, "-m", "ssl_ctx", "list"], capture_output=True, text=True)
     assert result.returncode == 0
     assert "context_encoder" in result.stdout and "autoencoder" in result.stdout and "alexnet227" in result.stdout
+
+
+def test_data_prepare_help_names_every_dataset(capsys):
+    from ssl_ctx.data import dataset_names
+
+    with pytest.raises(SystemExit):
+        main(["data", "prepare", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert all(name in text for name in dataset_names()) and "--workers" in text

@@ -7,6 +7,7 @@ import pytest
 
 from ssl_ctx.bench.plan import cells, configs_root, pretext_config, probe_config
 from ssl_ctx.config import load_config
+from ssl_ctx.errors import UserError
 from ssl_ctx.probes.common import resolve_solver
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -32,3 +33,16 @@ def test_every_bench_cell_resolves(path, tmp_path):
             assert config.probe.init == str(tmp_path / "last.pt") and config.tags["probe"] == cell.probe
             resolve_solver(config.probe)  # the probe's solver fits its task and mode
         assert config.run_dir == cell.run_dir(bench.run_dir)
+
+
+def test_a_bench_probe_names_a_column_of_the_papers_table(tmp_path):
+    """``paper: <column>`` ties a probe to the paper's Table 2 (its published number beside ours with --paper); a
+    misspelt column is one line with the right one."""
+    path = CONFIGS / "bench" / "paper_voc.yaml"
+    bench = load_config(path, [f"output_dir={tmp_path}"])
+    cell = next(c for c in cells(bench) if c.probe == "voc07_detection_finetune")
+    assert probe_config(bench, cell, configs_root(path), tmp_path / "last.pt").tags["paper"] == "detection"
+    misspelt = load_config(path, [f"output_dir={tmp_path}",
+                                  "bench.probes.voc07_detection_finetune.paper=detections"])
+    with pytest.raises(UserError, match=r"paper 'detections' is no column .*did you mean 'detection'"):
+        cells(misspelt)

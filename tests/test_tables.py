@@ -385,3 +385,26 @@ def test_one_record_can_fill_two_table_sections(tmp_path):
     assert set(frame.loc[frame["probe"] == "localisation", "metric"]) == {"map50"}
     markdown = table_command(tmp_path) is not None and (tmp_path / "tables" / "table.md").read_text()
     assert "### classification\n" in markdown and "### localisation\n" in markdown and "corloc" not in markdown
+
+
+def test_paper_puts_the_published_number_beside_the_probe_that_reproduces_it(tmp_path):
+    """A bench probe tagged with a column of the paper's Table 2 (``paper: classification``) gets that column's
+    published number beside each method of the same name with --paper (and only then); a method the paper has
+    no row for gets a dash, and the separate reference table is left out since the numbers stand in place."""
+    for method, value in (("random_init", 0.40), ("context_encoder", 0.45), ("my_method", 0.5)):
+        for seed in range(2):
+            path = write_probe(tmp_path, "voc07_classification_finetune", method, seed, {"map": value + 0.01 * seed},
+                               task="multilabel_classification", mode="finetune", metric="map", kind="fine-tuned")
+            record = json.loads(path.read_text())
+            record["config"]["tags"]["paper"] = "classification"
+            path.write_text(json.dumps(record))
+    table_command(tmp_path, paper=True)
+    lines = (tmp_path / "tables" / "table.md").read_text().splitlines()
+    header = next(line for line in lines if line.startswith("| method"))
+    assert header.endswith("| paper: VOC07 classification mAP |")
+    rows = {line.split("|")[1].strip(): line for line in lines if line.startswith("| ")}
+    assert rows["context_encoder"].endswith("| 56.5 |") and rows["random_init"].endswith("| 53.3 |")
+    assert rows["my_method"].endswith("| — |")
+    assert "not a result of this run" in "\n".join(lines) and "### paper (not our numbers)" not in "\n".join(lines)
+    table_command(tmp_path, overwrite=True)
+    assert "paper:" not in (tmp_path / "tables" / "table.md").read_text()

@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from ssl_ctx.config import Config, config_to_dict, load_config, read_yaml, save_config
-from ssl_ctx.errors import UserError, warn
+from ssl_ctx.errors import UserError, suggest, warn
 from ssl_ctx.files import output_errors
+from ssl_ctx.results.paper import PAPER_TASK_NAMES
 from ssl_ctx.results.records import RECORD_NAME
 from ssl_ctx.settings import (
     describe_difference,
@@ -41,7 +42,7 @@ from ssl_ctx.settings import (
 )
 
 ERROR_NAME = "error.json"
-_PROBE_KEYS = ("config", "metric", "tables")  # keys of a probe entry that are not config overrides
+_PROBE_KEYS = ("config", "metric", "tables", "paper")  # keys of a probe entry that are not config overrides
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,8 @@ def probe_config(bench: Config, cell: Cell, root: Path, checkpoint: Path) -> Con
                       "output_dir": str(cell.run_dir(bench.run_dir).parent), "name": cell.run_dir(bench.run_dir).name,
                       "tags": {"bench": bench.name, "method": cell.method, "seed": cell.seed, "stage": "probe",
                                "probe": cell.probe, "metric": entry.get("metric"),
-                               **({"tables": dict(entry["tables"])} if entry.get("tables") else {})}})
+                               **({"tables": dict(entry["tables"])} if entry.get("tables") else {}),
+                               **({"paper": entry["paper"]} if entry.get("paper") else {})}})
     return load_config(_resolve(entry["config"], root), overrides)
 
 
@@ -116,6 +118,10 @@ def cells(bench: Config) -> list[Cell]:
                                        and all(isinstance(v, str) for v in tables.values())):
             raise UserError(f"bench probe '{name}': tables must map table sections to metrics, e.g. "
                             f"{{classification: top1, localisation: map50}}, not {tables!r}")
+        paper = entry.get("paper") if isinstance(entry, dict) else None
+        if paper is not None and paper not in PAPER_TASK_NAMES:
+            raise UserError(f"bench probe '{name}': paper '{paper}' is no column of the paper's Table 2"
+                            f"{suggest(str(paper), PAPER_TASK_NAMES)}; known: {', '.join(PAPER_TASK_NAMES)}")
     for pair in bench.bench.comparisons:
         if not isinstance(pair, (list, tuple)) or len(pair) != 2 or any(m not in bench.bench.methods for m in pair):
             raise UserError(f"bench.comparisons entry {pair!r} must be [method, other method], both among "

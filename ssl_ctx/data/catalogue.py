@@ -1,21 +1,30 @@
 """Dataset names and cache names: which dataset a name means, and which cache folder a request maps to.
 
-``get_spec(name)`` turns a dataset name (one of ``DATASET_NAMES`` or ``imagefolder:<path>``) into its
-:class:`~ssl_ctx.data.datasets.DatasetSpec`; an unknown name is one line listing the known ones. ``parse_size``
-is the one parser of cache sizes (``64``, ``"64x64"``, ``[180, 240]``: the ``--size`` of ``ssl-ctx data
-prepare`` and ``data.cache_size``), ``check_limit`` the check of an images-per-split limit, and ``cache_dir``
-the folder under ``cache_root()`` that a (name, size, limit) is prepared into.
+``get_spec(name)`` turns a dataset name (one of ``DATASET_NAMES``, or ``<prefix><path>`` for a prefix of
+``FOLDER_DATASETS``) into its :class:`~ssl_ctx.data.datasets.DatasetSpec`; an unknown name is one line listing the
+known ones. ``parse_size`` is the one parser of cache sizes (``64``, ``"64x64"``, ``[180, 240]``: the ``--size`` of
+``ssl-ctx data prepare`` and ``data.cache_size``), ``check_limit`` the check of an images-per-split limit, and
+``cache_dir`` the folder under ``cache_root()`` that a (name, size, limit) is prepared into.
+
+A folder dataset is read in place from ``<path>`` (relative paths are tried in ``data_root()`` too), in its
+prefix's layout; its cache folder is ``<kind>-<folder name>-<hash of the absolute path>`` (:func:`folder_key`),
+and ``prepare`` rebuilds it when the folder's files change.
 """
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ssl_ctx.data.cache import size_tag
-from ssl_ctx.data.datasets import BUILTIN, IMAGEFOLDER_DEFAULT_SIZE, IMAGEFOLDER_LAYOUT, DatasetSpec, imagefolder_key
+from ssl_ctx.data.datasets import BUILTIN, IMAGEFOLDER_DEFAULT_SIZE, IMAGEFOLDER_LAYOUT, DatasetSpec, Layout
+from ssl_ctx.data.imagenet import IMAGENET_DEFAULT_SIZE, IMAGENET_LAYOUT
 from ssl_ctx.data.roots import cache_root, data_root
+from ssl_ctx.data.voc import VOC_DEFAULT_SIZE, VOC_LAYOUT
 from ssl_ctx.errors import UserError, unknown_name_error
 
 DATASET_NAMES = tuple(BUILTIN)
@@ -23,32 +32,71 @@ IMAGEFOLDER_PREFIX = "imagefolder:"
 MAX_SIDE = 4096
 
 
+@dataclass(frozen=True)
+class FolderDataset:
+    """How a dataset named ``<prefix><path>`` is read: the layout of the folder, its default cache size, and what
+    the folder should hold (said when ``<path>`` is not a folder)."""
+
+    what: str
+    layout: Layout
+    default_size: tuple[int, int]
+    holds: str
+
+
+FOLDER_DATASETS = {
+    IMAGEFOLDER_PREFIX: FolderDataset(
+        "image folder", IMAGEFOLDER_LAYOUT, IMAGEFOLDER_DEFAULT_SIZE,
+        "<path>/<class>/ or <path>/<split>/<class>/ holds the images",
+    ),
+    "imagenet:": FolderDataset(
+        "ImageNet folder", IMAGENET_LAYOUT, IMAGENET_DEFAULT_SIZE,
+        "<path>/train/<wnid>/ and <path>/val/ hold ILSVRC-2012's images (ssl_ctx/data/imagenet.py)",
+    ),
+    "voc:": FolderDataset(
+        "VOC folder", VOC_LAYOUT, VOC_DEFAULT_SIZE,
+        "<path>/Annotations/, <path>/JPEGImages/ and <path>/ImageSets/ hold PASCAL VOC as published, e.g. "
+        "VOCdevkit/VOC2007 (ssl_ctx/data/voc.py)",
+    ),
+}
+
+
 def dataset_names() -> list[str]:
-    """Every accepted dataset name (the last one is a pattern)."""
-    return [*DATASET_NAMES, f"{IMAGEFOLDER_PREFIX}<path>"]
+    """Every accepted dataset name (the folder datasets as patterns, ``imagefolder:<path>``)."""
+    return [*DATASET_NAMES, *(f"{prefix}<path>" for prefix in FOLDER_DATASETS)]
+
+
+def folder_key(prefix: str, folder: Path) -> str:
+    """Cache folder name of a folder dataset: ``<kind>-<folder name>-<hash of its absolute path>``, distinct per
+    prefix and per folder (``imagefolder-photos-1a2b3c4d``)."""
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", folder.name) or "root"
+    digest = hashlib.sha1(str(folder).encode()).hexdigest()[:8]
+    return f"{prefix.rstrip(':')}-{slug}-{digest}"
+
+
+def folder_spec(prefix: str, raw: str) -> DatasetSpec:
+    """The dataset ``<prefix><raw>`` of ``FOLDER_DATASETS``; a path that is no folder is a :class:`UserError`."""
+    entry = FOLDER_DATASETS[prefix]
+    folder = Path(raw).expanduser()
+    if raw and not folder.is_absolute() and not folder.exists() and (data_root() / folder).is_dir():
+        folder = data_root() / folder
+    if not raw or not folder.is_dir():
+        raise UserError(f"{entry.what} '{raw}' is not a folder; pass {prefix}<path> where {entry.holds}")
+    folder = folder.resolve()
+    return DatasetSpec(
+        name=f"{prefix}{folder}",
+        default_size=entry.default_size,
+        splits=(),
+        layouts=(entry.layout,),
+        cache_key=folder_key(prefix, folder),
+        folder=folder,
+    )
 
 
 def get_spec(name: str) -> DatasetSpec:
     """The dataset called ``name``; an unknown name is a :class:`UserError` listing the known ones."""
-    if name.startswith(IMAGEFOLDER_PREFIX):
-        raw = name[len(IMAGEFOLDER_PREFIX) :]
-        folder = Path(raw).expanduser()
-        if raw and not folder.is_absolute() and not folder.exists() and (data_root() / folder).is_dir():
-            folder = data_root() / folder
-        if not raw or not folder.is_dir():
-            raise UserError(
-                f"image folder '{raw}' is not a folder; pass imagefolder:<path> where <path>/<class>/ "
-                "or <path>/<split>/<class>/ holds the images"
-            )
-        folder = folder.resolve()
-        return DatasetSpec(
-            name=f"{IMAGEFOLDER_PREFIX}{folder}",
-            default_size=IMAGEFOLDER_DEFAULT_SIZE,
-            splits=(),
-            layouts=(IMAGEFOLDER_LAYOUT,),
-            cache_key=imagefolder_key(folder),
-            folder=folder,
-        )
+    for prefix in FOLDER_DATASETS:
+        if name.startswith(prefix):
+            return folder_spec(prefix, name[len(prefix) :])
     if name not in BUILTIN:
         raise unknown_name_error("dataset", name, dataset_names())
     return BUILTIN[name]

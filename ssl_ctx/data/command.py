@@ -1,8 +1,9 @@
 """What the ``ssl-ctx data`` verbs print: each runs its job, then prints a short summary on stdout.
 
-``prepare_command`` (``ssl-ctx data prepare``) prepares a cache and prints its folder, images per split and
-files skipped; ``scenes_command`` (``ssl-ctx data scenes``) writes the street + facade image folder and prints
-its images per split and class, and how to train on it. Errors are :class:`~ssl_ctx.errors.UserError`, printed by
+``prepare_command`` (``ssl-ctx data prepare``) prepares a cache, decoding with every core this process may use
+unless told otherwise, and prints its folder, images per split and files skipped; ``scenes_command`` (``ssl-ctx
+data scenes``) writes the street + facade image folder and prints its images per split and class, and how to
+train on it. Errors are :class:`~ssl_ctx.errors.UserError`, printed by
 ``ssl_ctx.cli``.
 """
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ssl_ctx.data.cache import read_cache_meta
-from ssl_ctx.data.prepare import prepare
+from ssl_ctx.data.prepare import default_workers, prepare
 from ssl_ctx.data.scenes import COMPLETE_MARKER, build_scene_folder
 from ssl_ctx.data.status import counts_text
 
@@ -21,9 +22,11 @@ def prepare_command(
     name: str,
     size: int | str | Sequence[int] | None = None,
     limit: int | None = None,
+    workers: int | None = None,
 ) -> Path:
-    """``ssl-ctx data prepare``: prepare, then print one summary line (folder, images per split, skipped files)."""
-    folder = prepare(name, size, limit, progress=True)
+    """``ssl-ctx data prepare``: prepare with ``workers`` decoding processes (None = :func:`default_workers`), then
+    print one summary line (folder, images per split, skipped files)."""
+    folder = prepare(name, size, limit, progress=True, workers=default_workers() if workers is None else workers)
     meta = read_cache_meta(folder)
     print(f"{folder}: {counts_text(meta['splits'])} images; {meta['skipped']} file(s) skipped")
     return folder

@@ -59,8 +59,11 @@ class Item:
     """One image to decode.
 
     ``path``: the file in the tree (for pickled arrays, ``<batch file>[<row>]``). ``boxes (k, 4)`` are xyxy,
-    in pixels of the original image when ``boxes_in_pixels`` (exclusive right/bottom edge), else relative.
-    ``pixels (h, w, 3) uint8`` is set when the image is already decoded (CIFAR-10 python batches).
+    in pixels of the original image when ``boxes_in_pixels`` (exclusive right/bottom edge), else relative;
+    ``box_difficult (k,) bool`` flags the boxes marked difficult (None = none is). ``label_set (K,) int8`` over
+    the dataset's classes: 1 present, 0 present only as difficult objects, -1 absent (VOC's
+    ``ImageSets/Main/<class>_<split>.txt`` convention). ``pixels (h, w, 3) uint8`` is set when the image is
+    already decoded (CIFAR-10 python batches).
     """
 
     path: str
@@ -70,11 +73,19 @@ class Item:
     box_labels: np.ndarray | None = None
     boxes_in_pixels: bool = False
     pixels: np.ndarray | None = None
+    label_set: np.ndarray | None = None
+    box_difficult: np.ndarray | None = None
 
 
 @dataclass
 class DatasetIndex:
-    """The items of every split, plus what is common to them."""
+    """The items of every split, plus what is common to them.
+
+    Label maps and label sets are per split: a split has them when its items do (all of them; an item without
+    one in such a split is skipped, named). ``split_class_names``: a split's own class list where it differs
+    from ``class_names`` (VOC's segmentation splits: ``["background", *classes]``); label sets always index
+    ``class_names``.
+    """
 
     splits: dict[str, list[Item]]
     class_names: list[str]
@@ -85,6 +96,8 @@ class DatasetIndex:
     # files found unusable while indexing (no annotation, bad XML, ...): split -> [(path, reason)]
     skipped: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
     extra_meta: dict[str, Any] = field(default_factory=dict)
+    has_label_sets: bool = False
+    split_class_names: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -104,7 +117,7 @@ class DatasetSpec:
     splits: tuple[str, ...]
     layouts: tuple[Layout, ...]  # in order of preference
     cache_key: str = ""  # folder name under cache_root(); defaults to name
-    folder: Path | None = None  # imagefolder only
+    folder: Path | None = None  # a folder dataset (<prefix><path>, catalogue.FOLDER_DATASETS): read in place
 
     @property
     def key(self) -> str:
@@ -436,13 +449,6 @@ def folder_listing(tree: FileTree) -> str:
             info = (tree.root / path).lstat()
         digest.update(f"{path}\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
     return f"{len(tree.files())} files, sha256 {digest.hexdigest()[:16]}"
-
-
-def imagefolder_key(folder: Path) -> str:
-    """Cache folder name of an ImageFolder: its name plus a hash of its absolute path."""
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", folder.name) or "root"
-    digest = hashlib.sha1(str(folder).encode()).hexdigest()[:8]
-    return f"imagefolder-{slug}-{digest}"
 
 
 # ----------------------------------------------------------------------------------------- catalog

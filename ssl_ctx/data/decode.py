@@ -1,22 +1,37 @@
-"""Decoding one dataset file into cache arrays: images to resized RGB, label maps to resized class indices.
+"""Decoding dataset files into cache arrays: images to resized RGB, label maps to resized class indices.
 
 ``decode_item`` turns one :class:`~ssl_ctx.data.datasets.Item` of a dataset's index into the arrays the cache
 writer takes: the image decoded with PIL and converted to RGB (grayscale, CMYK, RGBA, palette, 16-bit), resized
 to ``(H, W)`` (bilinear, antialiased), its label map resized with nearest neighbour and mapped through the
 dataset's lookup table, and boxes in pixels made relative. A file that cannot be used raises
 :class:`UnusableFile` naming it, with a one-line reason.
+
+:class:`DecoderPool` runs ``decode_item`` in worker processes: the caller's process reads each item's files
+(:func:`fetch_files`, from a folder or an archive held in memory) and the workers decode and resize them, the
+part that takes the time, and write the pixels into the cache's files themselves (the rows they are handed,
+:class:`~ssl_ctx.data.cache.RowTargets`), so only a few numbers per image come back. Results come back in the
+items' order whatever the number of workers, so a cache is the same byte for byte.
 """
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import io
+import multiprocessing
+import signal
+from collections import deque
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ssl_ctx.data.archives import FileTree
+from ssl_ctx.data.cache import RowTargets, sum_pixels
 from ssl_ctx.data.datasets import Item
 from ssl_ctx.images import open_rgb
+
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
 
 
 def decode_image(data: bytes, size: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int]]:
@@ -70,6 +85,9 @@ class UnusableFile(Exception):
         self.path = path
         self.reason = reason
 
+    def __reduce__(self) -> tuple[Any, ...]:  # comes back from a worker process whole
+        return UnusableFile, (self.path, self.reason)
+
 
 def _one_line(err: BaseException) -> str:
     if isinstance(err, UnidentifiedImageError):  # its message names a BytesIO object, not the file
@@ -79,7 +97,10 @@ def _one_line(err: BaseException) -> str:
 
 
 def decode_item(item: Item, tree: FileTree, size: tuple[int, int], label_lut: np.ndarray | None) -> dict[str, Any]:
-    """One :class:`Item` -> the arguments of :meth:`SplitWriter.add`; :class:`UnusableFile` when it cannot be read."""
+    """One :class:`Item` -> the arguments of :meth:`SplitWriter.add`; :class:`UnusableFile` when it cannot be read.
+
+    The label map is read when the dataset has a lookup table and the item a label map (a split without label
+    maps has none in any item)."""
     try:
         if item.pixels is not None:
             image, original = resize_pixels(item.pixels, size), (item.pixels.shape[1], item.pixels.shape[0])
@@ -88,7 +109,7 @@ def decode_item(item: Item, tree: FileTree, size: tuple[int, int], label_lut: np
     except Exception as err:  # noqa: BLE001 - PIL raises many types for broken files; each is a skip
         raise UnusableFile(item.path, _one_line(err)) from None
     label_map = None
-    if label_lut is not None:
+    if label_lut is not None and item.label_map is not None:
         try:
             label_map = label_lut[decode_label_map(tree.read(item.label_map), size, original)]
         except Exception as err:  # noqa: BLE001
@@ -97,4 +118,111 @@ def decode_item(item: Item, tree: FileTree, size: tuple[int, int], label_lut: np
     if boxes is not None and item.boxes_in_pixels:
         scale = np.array([original[0], original[1], original[0], original[1]], dtype=np.float32)
         boxes = np.clip(boxes / scale, 0.0, 1.0).astype(np.float32)
-    return {"image": image, "label": item.label, "label_map": label_map, "boxes": boxes, "box_labels": item.box_labels}
+    return {"image": image, "label": item.label, "label_map": label_map, "boxes": boxes, "box_labels": item.box_labels,
+            "label_set": item.label_set, "box_difficult": item.box_difficult}
+
+
+# ------------------------------------------------------------------------------------ worker processes
+
+
+class FetchedFiles(FileTree):
+    """The files one item needs, read in the parent process and sent to a worker; a file that could not be read
+    holds the error, raised when the worker reads it (so the item is skipped with the same reason)."""
+
+    def __init__(self, files: dict[str, bytes | OSError]) -> None:
+        super().__init__("fetched files")
+        self._data = files
+
+    def files(self) -> list[str]:
+        return sorted(self._data)
+
+    def read(self, path: str) -> bytes:
+        data = self._data[path]
+        if isinstance(data, OSError):
+            raise data
+        return data
+
+
+def fetch_files(item: Item, tree: FileTree, label_lut: np.ndarray | None) -> FetchedFiles:
+    """The bytes of the files :func:`decode_item` reads for ``item``."""
+    paths = [] if item.pixels is not None else [item.path]
+    if label_lut is not None and item.label_map is not None:
+        paths.append(item.label_map)
+    files: dict[str, bytes | OSError] = {}
+    for path in paths:
+        try:
+            files[path] = tree.read(path)
+        except Exception as err:  # noqa: BLE001 - a skip, like a file PIL cannot decode
+            files[path] = OSError(_one_line(err))
+    return FetchedFiles(files)
+
+
+def _decode_chunk(tasks: list[tuple[Item, FetchedFiles, int | None]], size: tuple[int, int],
+                  label_lut: np.ndarray | None, targets: RowTargets | None) -> list[dict[str, Any] | UnusableFile]:
+    """In a worker: :func:`decode_item` over a chunk; an unusable file is returned, not raised, in its place. An
+    item with a row writes its image and label map there itself (``targets``) and returns the rest, so that the
+    arrays do not travel back through a pipe to the one process that every image passes through."""
+    results: list[dict[str, Any] | UnusableFile] = []
+    for item, files, row in tasks:
+        try:
+            result = decode_item(item, files, size, label_lut)
+        except UnusableFile as err:
+            results.append(err)
+            continue
+        if row is not None:
+            image, label_map = result.pop("image"), result.pop("label_map")
+            targets.write(row, {"images.npy": image, "label_maps.npy": label_map})
+            result.update(row=row, pixel_sum=sum_pixels(image))
+        results.append(result)
+    return results
+
+
+def _start_worker() -> None:
+    """Ctrl-C reaches the whole process group; the parent stops the workers itself, without their tracebacks. And
+    a worker dies with the forkserver that forked it, which dies with the preparing process: a worker of a killed
+    build cannot go on writing rows while the same command, run again, resumes it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with contextlib.suppress(OSError, AttributeError):  # Linux only: elsewhere a worker ends at its next task
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+class DecoderPool:
+    """``workers`` processes that decode items, results in order (:meth:`decode`); a context manager.
+
+    The workers start with ``forkserver`` (``spawn`` where there is none), never a plain fork: the caller may
+    be a training process that has imported torch and started threads, which a forked child would inherit in an
+    unknown state. Items go out in chunks of ``chunk`` and at most ``depth`` chunks are in flight, so memory
+    holds a bounded number of files however large the dataset (``Pool.imap`` would read its whole input ahead).
+    """
+
+    def __init__(self, workers: int, chunk: int = 8, depth: int = 4) -> None:
+        method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+        context = multiprocessing.get_context(method)
+        if method == "forkserver":  # each worker is forked with the decoders imported already
+            context.set_forkserver_preload([__name__])
+        self.workers = workers
+        self.chunk = chunk
+        self.depth = depth * workers
+        self._pool = context.Pool(workers, initializer=_start_worker)
+
+    def decode(self, items: Sequence[Item], tree: FileTree, size: tuple[int, int], label_lut: np.ndarray | None,
+               targets: RowTargets | None = None) -> Iterator[dict[str, Any] | UnusableFile]:
+        """For each item in order: the arguments of :meth:`SplitWriter.add` (:func:`decode_item`'s, or, where
+        ``targets`` has a row for it, that row, the image and label map written there already), or the
+        :class:`UnusableFile` it raised. This process reads the files while the workers decode."""
+        pending: deque = deque()
+        for start in range(0, len(items), self.chunk):
+            tasks = [(item, fetch_files(item, tree, label_lut), targets.row(start + offset) if targets else None)
+                     for offset, item in enumerate(items[start : start + self.chunk])]
+            pending.append(self._pool.apply_async(_decode_chunk, (tasks, size, label_lut, targets)))
+            if len(pending) >= self.depth:
+                yield from pending.popleft().get()
+        while pending:
+            yield from pending.popleft().get()
+
+    def __enter__(self) -> DecoderPool:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._pool.terminate()  # any chunk still in flight is not needed
+        self._pool.join()

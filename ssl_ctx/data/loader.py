@@ -38,7 +38,8 @@ def to_unit_range(images_uint8: torch.Tensor) -> torch.Tensor:
 class CachedBatchLoader:
     """Iterate over a :class:`~ssl_ctx.data.CachedSplit` in batches of device tensors.
 
-    Each batch is a dict: ``image`` float ``(B, 3, S, S)`` in ``[-1, 1]``; ``label`` long ``(B,)`` and
+    Each batch is a dict: ``image`` float ``(B, 3, S, S)`` in ``[-1, 1]``; ``label`` long ``(B,)``,
+    ``label_set`` long ``(B, K)`` (1 present, 0 difficult only, -1 absent: multi-label sets such as VOC's) and
     ``label_map`` long ``(B, S, S)`` (255 = ignore) when the split has them; ``index`` long ``(B,)``.
     """
 
@@ -70,6 +71,8 @@ class CachedBatchLoader:
             arrays["label"] = self.split.labels
         if getattr(self.split, "label_maps", None) is not None:
             arrays["label_map"] = self.split.label_maps
+        if getattr(self.split, "label_sets", None) is not None:
+            arrays["label_set"] = self.split.label_sets
         return arrays
 
     def _order(self, epoch: int) -> np.ndarray:
@@ -133,6 +136,8 @@ class CachedBatchLoader:
         batch = {"image": images, "index": index}
         if "label" in raw:
             batch["label"] = raw["label"].long()
+        if "label_set" in raw:
+            batch["label_set"] = raw["label_set"].long()
         if label_map is not None:
             batch["label_map"] = label_map
         return batch

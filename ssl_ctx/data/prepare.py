@@ -1,20 +1,34 @@
 """Writing the cache: dataset as published -> prepared cache of fixed-size uint8 arrays (``cache.py``'s layout).
 
-``prepare(name, size, limit)`` locates the dataset (``sources.py``), indexes it (``datasets.py``), decodes every
-file (``decode.py``) and writes each split with :class:`~ssl_ctx.data.cache.SplitWriter`; ``load_split`` opens
-one split, preparing it first when missing. It is idempotent: a complete cache is left alone. A file that
-cannot be decoded is skipped and named in one warning line, with a count per split at the end; the list also
-goes to the split's ``meta.json``. ``limit`` keeps N images per split: for labelled datasets the first N of a
-round-robin over classes (:func:`stratified_order`, class order drawn with a fixed seed), so every prefix is
-class-balanced and smaller limits are subsets of larger ones; a limited cache is stored in that round-robin
-order. Unlabelled datasets keep their first N images.
+``prepare(name, size, limit, workers=N)`` locates the dataset (``sources.py``), indexes it (``datasets.py``),
+decodes every file (``decode.py``: in this process, or in N worker processes that write the pixels into the rows
+they are handed while this one reads the files and takes the results in the dataset's order, so the cache is the
+same byte for byte whatever N) and writes each split with :class:`~ssl_ctx.data.cache.SplitWriter`;
+``load_split`` opens one split, preparing it first when missing. It is idempotent: a complete cache is left
+alone. It is resumable: the build goes on in a fixed-name partial folder (:class:`~ssl_ctx.data.cache.PartialBuild`)
+checkpointed every ``CHECKPOINT_SECONDS`` (or every ``$SSL_CTX_PREPARE_CHECKPOINT_EVERY`` images), so after a kill
+at any point, SIGKILL included, the same command continues from the last checkpoint, and a finished split is not
+redone; a partial build of something else (other files, size, limit or format) is discarded with one line saying
+why.
+
+A file that cannot be decoded is skipped and named in one warning line, with a count per split at the end; the
+list also goes to the split's ``meta.json``. So is an item without a label map (or label set) in a split whose
+other items have one: label maps and label sets are all-or-none per split. ``limit`` keeps N images per split:
+for labelled datasets the first N of a round-robin over classes (:func:`stratified_order`, class order drawn
+with a fixed seed), so every prefix is class-balanced and smaller limits are subsets of larger ones; a limited
+cache is stored in that round-robin order. Unlabelled datasets keep their first N images.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
+import hashlib
+import os
+import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,25 +39,43 @@ from tqdm import tqdm
 from ssl_ctx.data.archives import FileTree, FolderTree
 from ssl_ctx.data.cache import (
     FORMAT_VERSION,
-    META_FILE,
     CachedSplit,
+    PartialBuild,
     SplitWriter,
-    building,
+    StaleBuild,
     is_complete,
     locked,
     read_cache_meta,
     size_tag,
 )
-from ssl_ctx.data.catalogue import check_limit, get_spec, parse_size
-from ssl_ctx.data.datasets import DatasetIndex, DatasetSpec, folder_listing
-from ssl_ctx.data.decode import UnusableFile, decode_item
+from ssl_ctx.data.catalogue import FOLDER_DATASETS, check_limit, get_spec, parse_size
+from ssl_ctx.data.datasets import DatasetIndex, DatasetSpec, Item, folder_listing
+from ssl_ctx.data.decode import DecoderPool, UnusableFile, decode_item
 from ssl_ctx.data.roots import cache_root
 from ssl_ctx.data.sources import Source, locate_source
 from ssl_ctx.data.status import counts_text, log_warning, say
 from ssl_ctx.errors import UserError, warn
-from ssl_ctx.files import output_errors, write_json_atomic
+from ssl_ctx.files import output_errors
 
 LIMIT_SEED = 0
+CHECKPOINT_SECONDS = 10.0  # a kill loses at most this much decoding
+CHECKPOINT_EVERY_VARIABLE = "SSL_CTX_PREPARE_CHECKPOINT_EVERY"  # images between checkpoints instead (tests)
+
+
+def default_workers() -> int:
+    """Every core this process may use (its affinity mask, as taskset or a SLURM allocation set it)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def check_workers(workers: int | None) -> int:
+    """The number of decoding processes: None = 1 (decode in this process); anything but a positive int is a
+    :class:`UserError`."""
+    if workers is None:
+        return 1
+    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
+        raise UserError(f"bad number of workers {workers!r}; pass a positive number of processes "
+                        f"(this machine lets this process use {default_workers()} cores)")
+    return int(workers)
 
 
 def stratified_order(labels: Sequence[int], seed: int = LIMIT_SEED) -> list[int]:
@@ -66,51 +98,146 @@ def _display(tree: FileTree, path: str) -> str:
     return str(tree.root / path) if isinstance(tree, FolderTree) else f"{tree.description}:{path}"
 
 
+# -------------------------------------------------------------------------------------------- splits
+
+
+@dataclass
+class SplitPlan:
+    """What one split stores: its items in cache order, the files skipped before decoding, which per-image
+    targets it has (``label_sets``: their number of classes K, 0 = none) and its capacity."""
+
+    items: list[Item]
+    skipped: list[tuple[str, str]]
+    label_maps: bool
+    label_sets: int
+    capacity: int
+
+
+def plan_split(index: DatasetIndex, split: str, limit: int | None) -> SplitPlan:
+    """The items of ``split`` to decode. Label maps and label sets are all-or-none per split: an item without
+    one in a split whose other items have one is skipped, named."""
+    items = index.splits[split]
+    label_maps = index.label_lut is not None and any(item.label_map is not None for item in items)
+    label_sets = len(index.class_names) if index.has_label_sets and any(
+        item.label_set is not None for item in items) else 0
+    needed = [(what, name) for what, name, wanted in (("label_map", "label map", label_maps),
+                                                       ("label_set", "image-level label set", label_sets)) if wanted]
+    kept, skipped = [], list(index.skipped.get(split, []))
+    for item in items:
+        missing = [name for what, name in needed if getattr(item, what) is None]
+        if missing:
+            skipped.append((item.path, f"no {' and no '.join(missing)}, which the other images of the split have"))
+        else:
+            kept.append(item)
+    if limit is not None and index.has_labels:
+        kept = [kept[i] for i in stratified_order([item.label for item in kept])]
+    capacity = len(kept) if limit is None else min(limit, len(kept))
+    return SplitPlan(kept, skipped, label_maps, label_sets, capacity)
+
+
+def _decoded(items: Sequence[Item], tree: FileTree, size: tuple[int, int], label_lut: np.ndarray | None,
+             pool: DecoderPool | None, writer: SplitWriter) -> Iterator[dict[str, Any] | UnusableFile]:
+    """:meth:`SplitWriter.add`'s arguments for each item in order (its :class:`UnusableFile` in its place): from
+    :func:`decode_item` in this process, or from ``pool``'s workers, which write the pixels into ``writer``'s
+    files themselves."""
+    if pool is not None:
+        yield from pool.decode(items, tree, size, label_lut, writer.row_targets())
+        return
+    for item in items:
+        try:
+            yield decode_item(item, tree, size, label_lut)
+        except UnusableFile as err:
+            yield err
+
+
+def _checkpoint_every() -> int | None:
+    value = os.environ.get(CHECKPOINT_EVERY_VARIABLE)
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise UserError(f"bad {CHECKPOINT_EVERY_VARIABLE}={value!r}; set it to a positive number of images, or "
+                        f"unset it")
+    return int(value)
+
+
+def _split_writer(spec: DatasetSpec, split: str, tree: FileTree, build: PartialBuild, size: tuple[int, int],
+                  plan: SplitPlan, index: DatasetIndex, progress: bool) -> tuple[SplitWriter, dict[str, Any]]:
+    """The writer of ``split`` and its state (items consumed, files skipped): reopened at the split's last
+    checkpoint when it has a usable one, else new, the files skipped before decoding logged."""
+    layout = dict(labels=index.has_labels, label_maps=plan.label_maps, boxes=index.has_boxes,
+                  label_sets=plan.label_sets)
+    state = build.splits.get(split)
+    if state is not None:
+        try:
+            writer = SplitWriter(build.folder / split, plan.capacity, size, resume=True, count=state["count"],
+                                 **layout)
+            say(f"resuming the {split} split at image {writer.count} of {plan.capacity} ({build.folder})", progress)
+            return writer, state
+        except StaleBuild as err:
+            warn(f"starting the {split} split of '{build.folder}' again: {err}")
+    shutil.rmtree(build.folder / split, ignore_errors=True)
+    state = {"consumed": 0, "skipped": []}
+    for path, reason in plan.skipped:
+        log_warning(f"{spec.name} {split}: skipping '{_display(tree, path)}': {reason}")
+        state["skipped"].append({"path": path, "reason": reason})
+    return SplitWriter(build.folder / split, plan.capacity, size, **layout), state
+
+
 def build_split(
     spec: DatasetSpec,
     split: str,
     index: DatasetIndex,
     tree: FileTree,
-    folder: Path,
+    build: PartialBuild,
     size: tuple[int, int],
-    limit: int | None,
+    plan: SplitPlan,
     base_meta: dict[str, Any],
+    pool: DecoderPool | None,
     progress: bool,
-) -> dict[str, Any]:
-    """Decode and write one split into ``folder``; returns its meta (written last by the writer)."""
-    items = index.splits[split]
-    if limit is not None and index.has_labels:
-        items = [items[i] for i in stratified_order([item.label for item in items])]
-    capacity = len(items) if limit is None else min(limit, len(items))
-    writer = SplitWriter(
-        folder, capacity, size, labels=index.has_labels, label_maps=index.label_lut is not None,
-        boxes=index.has_boxes,
-    )
-    skipped = []
-    for path, reason in index.skipped.get(split, []):
-        log_warning(f"{spec.name} {split}: skipping '{_display(tree, path)}': {reason}")
-        skipped.append({"path": path, "reason": reason})
+    every: int | None = None,
+) -> tuple[dict[str, Any], int]:
+    """Decode and write one split into the partial build, from its last checkpoint when it has one; returns its
+    meta (written last by the writer) and the number of images written by this call. Checkpoints come every
+    ``every`` items (None: every ``CHECKPOINT_SECONDS``)."""
+    finished = build.finished(split)
+    if finished is not None:
+        return finished, 0
+    writer, state = _split_writer(spec, split, tree, build, size, plan, index, progress)
+    consumed, skipped, start = state["consumed"], list(state["skipped"]), writer.count
+    last = time.monotonic()
+
+    def checkpoint() -> None:
+        writer.checkpoint()
+        build.record(split, consumed, writer.count, skipped)
+
     bar = tqdm(
-        total=capacity, desc=f"{spec.name} {split}", unit="img", disable=not progress, file=sys.stderr,
-        leave=False, mininterval=0.5, dynamic_ncols=True,
+        total=plan.capacity, initial=writer.count, desc=f"{spec.name} {split}", unit="img", disable=not progress,
+        file=sys.stderr, leave=False, mininterval=0.5, dynamic_ncols=True,
     )
     with bar:
-        for item in items:
+        for result in _decoded(plan.items[consumed:], tree, size, index.label_lut, pool, writer):
             if writer.full:
                 break
-            try:
-                sample = decode_item(item, tree, size, index.label_lut)
-            except UnusableFile as err:
-                log_warning(f"{spec.name} {split}: skipping '{_display(tree, err.path)}': {err.reason}")
-                skipped.append({"path": err.path, "reason": err.reason})
-                continue
-            writer.add(**sample)
-            bar.update(1)
+            consumed += 1
+            if isinstance(result, UnusableFile):
+                log_warning(f"{spec.name} {split}: skipping '{_display(tree, result.path)}': {result.reason}")
+                skipped.append({"path": result.path, "reason": result.reason})
+            else:
+                writer.add(**result)
+                bar.update(1)
+            if (consumed % every == 0) if every else time.monotonic() - last >= CHECKPOINT_SECONDS:
+                checkpoint()
+                last = time.monotonic()
+    checkpoint()  # a kill while the split is finished goes on from here
     if skipped:
         log_warning(f"{spec.name} {split}: skipped {len(skipped)} unusable file(s); "
-                    f"kept {writer.count} images (the list is in {folder.name}/meta.json)")
-    meta = dict(base_meta, split=split, skipped=skipped)
-    return writer.finish(meta)
+                    f"kept {writer.count} images (the list is in {split}/meta.json)")
+    meta = dict(base_meta, split=split, class_names=index.split_class_names.get(split, index.class_names),
+                skipped=skipped)
+    return writer.finish(meta), writer.count - start
+
+
+# -------------------------------------------------------------------------------------------- caches
 
 
 def prepare(
@@ -118,19 +245,27 @@ def prepare(
     size: int | str | Sequence[int] | None = None,
     limit: int | None = None,
     progress: bool = True,
+    workers: int | None = None,
 ) -> Path:
     """Prepare the cache of dataset ``name`` at ``size`` (H, W; None = :func:`default_size`) and return its folder.
 
-    ``limit``: at most this many images per split (see the module docstring). Idempotent: an existing
-    complete cache is returned untouched, except the cache of an ``imagefolder:`` whose files changed since it
-    was built (added, removed or rewritten: :func:`~ssl_ctx.data.datasets.folder_listing`), which is rebuilt after
-    one warning line. A split with no usable image is refused, and a full or read-only cache folder is one line
-    naming the space needed; either way nothing is left behind and other caches are untouched.
-    ``progress``: progress bars and status lines on stderr.
+    ``limit``: at most this many images per split (see the module docstring). ``workers``: processes that
+    decode; None = 1, decoding in this process, as ``load_split`` does (it runs inside training processes, and the
+    datasets it prepares on first use are small); ``ssl-ctx data prepare`` uses every core by default
+    (:func:`default_workers`). As with any ``multiprocessing`` pool, a script that asks for more than one worker
+    calls this under ``if __name__ == "__main__":`` (the workers import the script). Idempotent: an existing
+    complete cache is returned untouched, except the cache of an ``imagefolder:`` whose files changed since it was
+    built (added, removed or rewritten: :func:`~ssl_ctx.data.datasets.folder_listing`), which is rebuilt after one
+    warning line. Resumable: an interrupted or killed build continues from its last checkpoint (see the module
+    docstring). A split with no usable image is refused, and a full or read-only cache folder is one line naming
+    the space needed; either way nothing is left behind and other caches are untouched. ``progress``: progress
+    bars and status lines on stderr.
     """
     spec = get_spec(name)
     size = parse_size(size) or spec.default_size
     limit = check_limit(limit)
+    workers = check_workers(workers)
+    every = _checkpoint_every()
     tag = size_tag(size, limit)
     final = cache_root() / spec.key / tag
     source = locate_source(spec) if spec.folder is not None else None  # its tree is listed once, warnings too
@@ -145,54 +280,108 @@ def prepare(
         tree, root = source.open(progress)
         index = source.layout.index(tree, root)
         described = {**source.describe(), **({"listing": listing} if listing else {})}
-        base_meta = {
-            "dataset": spec.name,
-            "limit": limit,
-            "class_names": index.class_names,
-            "source": described,
-            **index.extra_meta,
-        }
         if not any(index.splits.values()):
             raise UserError(f"{_where(spec, source)} holds no images; put them in <folder>/<class>/ (or straight in "
                             f"the folder for unlabelled pretext training)")
-        counts, skipped = {}, 0
-        with output_errors(final.parent, _bytes_needed(index, size, limit),
-                           "free some space or set SSL_CTX_CACHE to another folder"), building(final) as tmp:
-            for split in index.splits:
-                meta = build_split(spec, split, index, tree, tmp / split, size, limit, base_meta, progress)
-                if meta["count"] == 0:
-                    raise UserError(f"{_where(spec, source)}: split '{split}' has no usable image (of "
-                                    f"{len(index.splits[split])} files, all skipped); nothing was cached")
-                counts[split] = meta["count"]
-                skipped += len(meta["skipped"])
-        seconds = time.perf_counter() - started
-        write_json_atomic(final / META_FILE, {
-            "format": FORMAT_VERSION,
-            "dataset": spec.name,
-            "size": list(size),
-            "limit": limit,
-            "splits": counts,
-            "skipped": skipped,
-            "class_names": index.class_names,
-            "source": described,
-            "seconds": round(seconds, 2),
-            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "versions": {"pillow": PIL.__version__, "numpy": np.__version__},
-        })
-    say(f"{spec.name} {tag}: prepared {counts_text(counts)} in {seconds:.1f} s into {final}", progress)
+        plans = {split: plan_split(index, split, limit) for split in index.splits}
+        with output_errors(final.parent, _bytes_needed(plans, size),
+                           "free some space or set SSL_CTX_CACHE to another folder"):
+            build = PartialBuild.open(final, _fingerprint(spec, size, limit, source, described, index))
+            if build.discarded:
+                warn(f"discarding the unfinished build in '{build.folder}': {build.discarded}; starting again")
+            try:
+                meta = _build(spec, index, tree, build, size, plans, source, described, workers, progress, every)
+                seconds = time.perf_counter() - started
+                decoded = meta.pop("images_this_run")
+                rate = decoded / seconds
+                meta.update(seconds=round(seconds, 2), images_per_second=round(rate, 1), workers=workers)
+                build.complete(meta)
+            except KeyboardInterrupt:
+                if build.resumable:
+                    say(f"{spec.name} {tag}: stopped; what was prepared is kept in {build.folder}, and the same "
+                        f"command continues from there", progress)
+                else:
+                    build.discard()
+                raise
+            except BaseException:
+                build.discard()
+                raise
+    resumed = f" ({decoded} of them in this run)" if decoded < sum(meta["splits"].values()) else ""
+    say(f"{spec.name} {tag}: prepared {counts_text(meta['splits'])}{resumed} in {seconds:.1f} s ({rate:.0f} images/s, "
+        f"{workers} worker{'s' if workers > 1 else ''}) into {final}", progress)
     return final
+
+
+def _build(spec: DatasetSpec, index: DatasetIndex, tree: FileTree, build: PartialBuild, size: tuple[int, int],
+           plans: dict[str, SplitPlan], source: Source, described: dict[str, str], workers: int,
+           progress: bool, every: int | None) -> dict[str, Any]:
+    """Build every split of the partial build; returns the top-level meta, less this run's timing."""
+    limit = build.fingerprint["limit"]
+    base_meta = {"dataset": spec.name, "limit": limit, "class_names": index.class_names, "source": described,
+                 **index.extra_meta}
+    counts, skipped, written = {}, 0, 0
+    decoding = workers > 1 and not all(is_complete(build.folder / split) for split in plans)
+    with DecoderPool(workers) if decoding else contextlib.nullcontext() as pool:
+        for split, plan in plans.items():
+            meta, written_now = build_split(spec, split, index, tree, build, size, plan, base_meta, pool, progress,
+                                            every)
+            if meta["count"] == 0:
+                raise UserError(f"{_where(spec, source)}: split '{split}' has no usable image (of "
+                                f"{len(index.splits[split])} files, all skipped); nothing was cached")
+            counts[split] = meta["count"]
+            skipped += len(meta["skipped"])
+            written += written_now
+    return {
+        "format": FORMAT_VERSION,
+        "dataset": spec.name,
+        "size": list(size),
+        "limit": limit,
+        "splits": counts,
+        "skipped": skipped,
+        "class_names": index.class_names,
+        **({"split_class_names": index.split_class_names} if index.split_class_names else {}),
+        "has_label_sets": index.has_label_sets,
+        "source": described,
+        "images_this_run": written,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "versions": {"pillow": PIL.__version__, "numpy": np.__version__},
+    }
+
+
+def _fingerprint(spec: DatasetSpec, size: tuple[int, int], limit: int | None, source: Source,
+                 described: dict[str, str], index: DatasetIndex) -> dict[str, Any]:
+    """What a partial build is a build of: a partial build with another fingerprint is not continued."""
+    fingerprint = {"format": FORMAT_VERSION, "dataset": spec.name, "size": list(size), "limit": limit,
+                   "source": described, "items": items_digest(index)}
+    if source.kind == "archive":
+        stat = source.path.stat()
+        fingerprint["archive"] = f"{stat.st_size} bytes, modified {stat.st_mtime_ns}"
+    return fingerprint
+
+
+def items_digest(index: DatasetIndex) -> str:
+    """A hash of the index: classes, and every split's items with their files and targets (not decoded pixels)."""
+    digest = hashlib.sha256(repr((index.class_names, sorted(index.split_class_names.items()))).encode())
+    for split, items in index.splits.items():
+        digest.update(f"{split}\0{len(items)}\n".encode())
+        for item in items:
+            digest.update(f"{item.path}\0{item.label}\0{item.label_map}\0{item.boxes_in_pixels}\n".encode())
+            for array in (item.boxes, item.box_labels, item.box_difficult, item.label_set):
+                if array is not None:
+                    digest.update(np.ascontiguousarray(array).tobytes())
+    return f"{sum(map(len, index.splits.values()))} items, sha256 {digest.hexdigest()[:16]}"
 
 
 def _up_to_date(spec: DatasetSpec, final: Path, tag: str, listing: str | None, progress: bool,
                 quiet: bool = False) -> bool:
-    """True when ``final`` is complete and, for an image folder, built from the files it holds now."""
+    """True when ``final`` is complete and, for a folder dataset, built from the files it holds now."""
     if not is_complete(final):
         return False
     built_from = read_cache_meta(final).get("source", {}).get("listing")
     if listing is not None and built_from != listing:
         if not quiet:
-            warn(f"image folder '{spec.folder}' changed since its {tag} cache was built ({built_from or 'unknown'} "
-                 f"then, {listing} now); rebuilding the cache")
+            warn(f"{_folder_kind(spec)} '{spec.folder}' changed since its {tag} cache was built "
+                 f"({built_from or 'unknown'} then, {listing} now); rebuilding the cache")
         return False
     if not quiet:
         say(f"{spec.name} {tag}: already prepared in {final}; nothing to do", progress)
@@ -200,13 +389,19 @@ def _up_to_date(spec: DatasetSpec, final: Path, tag: str, listing: str | None, p
 
 
 def _where(spec: DatasetSpec, source: Source) -> str:
-    return f"image folder '{spec.folder}'" if spec.folder is not None else f"dataset '{spec.name}' ({source.path})"
+    if spec.folder is not None:
+        return f"{_folder_kind(spec)} '{spec.folder}'"
+    return f"dataset '{spec.name}' ({source.path})"
 
 
-def _bytes_needed(index: DatasetIndex, size: tuple[int, int], limit: int | None) -> int:
-    """About the cache's size: RGB images plus label maps, per split (boxes and labels are small)."""
-    per_image = size[0] * size[1] * (3 + (1 if index.label_lut is not None else 0))
-    return sum(per_image * (len(items) if limit is None else min(limit, len(items))) for items in index.splits.values())
+def _folder_kind(spec: DatasetSpec) -> str:
+    """What a folder dataset is called in messages: ``image folder``, ``VOC folder``, ..."""
+    return next(entry.what for prefix, entry in FOLDER_DATASETS.items() if spec.name.startswith(prefix))
+
+
+def _bytes_needed(plans: dict[str, SplitPlan], size: tuple[int, int]) -> int:
+    """About the cache's size: RGB images plus label maps, per split (boxes, labels and label sets are small)."""
+    return sum(size[0] * size[1] * (3 + plan.label_maps) * plan.capacity for plan in plans.values())
 
 
 def load_split(
@@ -215,8 +410,8 @@ def load_split(
     size: int | str | Sequence[int] | None = None,
     limit: int | None = None,
 ) -> CachedSplit:
-    """One split of the cache of ``name`` (prepared first when missing)."""
-    folder = prepare(name, size, limit, progress=False)  # at once when prepared and (image folders) unchanged
+    """One split of the cache of ``name`` (prepared first when missing, decoding in this process)."""
+    folder = prepare(name, size, limit, progress=False)  # at once when prepared and (folder datasets) unchanged
     splits = read_cache_meta(folder)["splits"]
     if split not in splits:
         raise UserError(f"dataset '{get_spec(name).name}' has no split '{split}'; splits: {', '.join(splits)}")

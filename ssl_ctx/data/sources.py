@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ssl_ctx.data.archives import EXTRACTED_MARKER, ArchiveTree, FileTree, FolderTree, archive_stem, extract_archive
-from ssl_ctx.data.catalogue import get_spec
-from ssl_ctx.data.datasets import IMAGEFOLDER_LAYOUT, DatasetSpec, Layout
+from ssl_ctx.data.catalogue import FOLDER_DATASETS, get_spec
+from ssl_ctx.data.datasets import DatasetSpec, Layout
 from ssl_ctx.data.roots import cache_root, data_root
 from ssl_ctx.data.status import say
 from ssl_ctx.errors import UserError
@@ -62,8 +62,14 @@ def _folder_source(path: Path, layout: Layout) -> Source | None:
 def locate_source(spec: DatasetSpec) -> Source:
     """The first published form of ``spec`` found; a :class:`UserError` saying what to put where otherwise."""
     if spec.folder is not None:
-        tree = FolderTree(spec.folder)
-        return Source("folder", spec.folder, IMAGEFOLDER_LAYOUT, tree, "")
+        tree, layout = FolderTree(spec.folder), spec.layouts[0]
+        root = layout.find_root(tree.files())
+        if root is None:
+            prefix = spec.name[: len(spec.name) - len(str(spec.folder))]
+            entry = FOLDER_DATASETS[prefix]
+            raise UserError(f"{entry.what} '{spec.folder}' does not hold the expected files: pass {prefix}<path> where "
+                            f"{entry.holds}")
+        return Source("folder", spec.folder, layout, tree, root)
     data = data_root()
     for layout in spec.layouts:
         for folder in layout.folders:

@@ -18,7 +18,13 @@ import torch
 
 from ssl_ctx.config import Config, save_config
 from ssl_ctx.files import require_writable
-from ssl_ctx.probes import classification, detection, localisation, segmentation  # noqa: F401  (registration)
+from ssl_ctx.probes import (  # noqa: F401  (importing a probe module registers it)
+    classification,
+    detection,
+    localisation,
+    multilabel,
+    segmentation,
+)
 from ssl_ctx.probes.batch_norm import recompute_batch_norm_statistics
 from ssl_ctx.probes.common import ProbeContext, ProbeTask, feature_root, parse_layers, probe_kind, resolve_solver
 from ssl_ctx.probes.encoder_loading import describe_encoder, load_encoder

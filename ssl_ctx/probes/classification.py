@@ -71,6 +71,12 @@ class ClassificationProbe(ProbeTask):
     def num_features(self) -> int:
         return self.feature_shape.channels * self.pool[0] * self.pool[1]
 
+    def pooling_description(self) -> str:
+        """``avg 3x3 of conv5 128x6x6 -> 1152 features``: what the record says the head reads."""
+        shape = self.feature_shape
+        return (f"avg {self.pool[0]}x{self.pool[1]} of {self.layer} {shape.channels}x{shape.height}x{shape.width} "
+                f"-> {self.num_features} features")
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.head(self.encode(images)[self.layer].float())
 
@@ -100,25 +106,27 @@ def run_classification(context: ProbeContext) -> dict[str, Any]:
         protocol = (f"frozen encoder, closed-form ridge per layer on avg-pooled features (~{probe.pooled_features}"
                     f" per layer), penalty chosen on {probe.holdout_fraction:.0%} of train")
         return per_layer_classifier_probe(context, ridge_classifier(probe.ridge_alphas), protocol)
-    train_split, eval_split = context.splits("labels", LABELLED_DATASETS)
+    metrics, details, _ = train_pooled_head(context, ClassificationProbe, "labels", LABELLED_DATASETS)
+    details.update(chance={"top1": 1.0 / details["num_classes"]}, headline=["top1"])
+    return {"metrics": metrics, "details": details}
+
+
+def train_pooled_head(context: ProbeContext, probe_class: type[ClassificationProbe], annotation: str,
+                      examples: str) -> tuple[dict[str, Any], dict[str, Any], Any]:
+    """Train ``probe_class`` (a pooled linear head on one layer, the encoder frozen or fine-tuned) on
+    ``data.train_split`` and evaluate it on every image of ``data.eval_split``: (metrics, what the record keeps,
+    the eval split). ``annotation``: what both splits must have (``labels``, ``label_sets``)."""
+    train_split, eval_split = context.splits(annotation, examples)
     input_size = context.input_size(train_split)
     num_classes = context.num_classes(train_split)
-    (layer,) = _one_layer(probe.layer, context.encoder)
-    task = ClassificationProbe(context.encoder, layer, num_classes, input_size, probe.pooled_features,
-                               context.finetune)
+    layer = one_layer(context.probe.layer, context.encoder, probe_class.name)
+    task = probe_class(context.encoder, layer, num_classes, input_size, context.probe.pooled_features,
+                       context.finetune)
     train_loader, eval_loader = context.loaders(train_split, eval_split)
     metrics = context.trainer.fit(task, train_loader)
     metrics.update(task.evaluate(eval_loader, context.trainer.autocast))
-    details = {
-        "pooling": f"avg {task.pool[0]}x{task.pool[1]} of {layer} "
-                   f"{task.feature_shape.channels}x{task.feature_shape.height}x{task.feature_shape.width} "
-                   f"-> {task.num_features} features",
-        "input_size": list(input_size),
-        "num_classes": num_classes,
-        "chance": {"top1": 1.0 / num_classes},
-        "headline": ["top1"],
-    }
-    return {"metrics": metrics, "details": details}
+    details = {"pooling": task.pooling_description(), "input_size": list(input_size), "num_classes": num_classes}
+    return metrics, details, eval_split
 
 
 # A classifier of one layer's frozen features: (layer, train features (N, D), train labels (N,), eval features (M, D),
@@ -154,15 +162,17 @@ class PooledFeatures:
     train: dict[str, np.ndarray]  # layer -> (N, D)
     eval: dict[str, np.ndarray]  # layer -> (M, D)
     cache: dict[str, Any]  # what the record keeps about the feature cache
-    holdout: np.ndarray  # (N,) bool: the held-out training rows that choose the penalties
+    holdout: np.ndarray | None  # (N,) bool: the held-out training rows that choose the penalties (class labels)
 
 
-def pooled_frozen_features(context: ProbeContext, examples: str = LABELLED_DATASETS) -> PooledFeatures:
+def pooled_frozen_features(context: ProbeContext, examples: str = LABELLED_DATASETS,
+                           annotation: str = "labels") -> PooledFeatures:
     """The cached pooled features of ``probe.layer`` (each map average-pooled to about ``probe.pooled_features``
     values) for ``data.train_split`` and ``data.eval_split``; every probe reading them with the same layers, pooling
-    and images shares one cache (:mod:`~ssl_ctx.probes.features`)."""
+    and images shares one cache (:mod:`~ssl_ctx.probes.features`). ``annotation``: what the splits must have
+    (``labels``, or ``label_sets`` for multi-label classes); a class-stratified holdout is drawn for labels."""
     probe = context.probe
-    train_split, eval_split = context.splits("labels", examples)
+    train_split, eval_split = context.splits(annotation, examples)
     input_size = context.input_size(train_split)
     layers = context.layers()
     shapes = feature_shapes(context.encoder, input_size)
@@ -175,7 +185,8 @@ def pooled_frozen_features(context: ProbeContext, examples: str = LABELLED_DATAS
                     for name, pool in zip(layers, pools)}
     return PooledFeatures(train_split, eval_split, tuple(input_size), context.num_classes(train_split), layers,
                           descriptions, train_features, eval_features, cache,
-                          stratified_holdout(train_split.labels, probe.holdout_fraction, probe.holdout_seed))
+                          stratified_holdout(train_split.labels, probe.holdout_fraction, probe.holdout_seed)
+                          if annotation == "labels" else None)
 
 
 def per_layer_classifier_probe(context: ProbeContext, classify: LayerClassifier, protocol: str) -> dict[str, Any]:
@@ -184,13 +195,21 @@ def per_layer_classifier_probe(context: ProbeContext, classify: LayerClassifier,
     classification probe (ridge here, k-NN in a plug-in) is this with its ``classify``."""
     pooled = pooled_frozen_features(context)
     labels = pooled.eval_split.labels
-    metrics: dict[str, Any] = {}
+    scores: dict[str, float] = {}
     fits: dict[str, Any] = {}
     for name in pooled.layers:
         predicted, fit = classify(name, pooled.train[name], pooled.train_split.labels, pooled.eval[name],
                                   pooled.num_classes, pooled.holdout)
-        metrics[f"top1@{name}"] = float((predicted == labels).mean())
+        scores[name] = float((predicted == labels).mean())
         fits[name] = {"features": pooled.descriptions[name], **fit}
+    return per_layer_outcome(pooled, "top1", scores, fits, 1.0 / pooled.num_classes, protocol)
+
+
+def per_layer_outcome(pooled: PooledFeatures, metric: str, scores: dict[str, float], fits: dict[str, Any],
+                      chance: float, protocol: str) -> dict[str, Any]:
+    """A per-layer read-out's result: ``<metric>@<layer>`` for every layer of ``pooled``, the image counts, and what
+    the record keeps (``fits``: per layer, what its read-out was fitted with)."""
+    metrics: dict[str, Any] = {f"{metric}@{name}": scores[name] for name in pooled.layers}
     metrics["eval_images"] = float(len(pooled.eval_split))
     metrics["train_images"] = float(len(pooled.train_split))
     details = {
@@ -199,15 +218,16 @@ def per_layer_classifier_probe(context: ProbeContext, classify: LayerClassifier,
         "features": pooled.cache,
         "input_size": list(pooled.input_size),
         "num_classes": pooled.num_classes,
-        "chance": {f"top1@{name}": 1.0 / pooled.num_classes for name in pooled.layers},
-        "headline": [f"top1@{name}" for name in pooled.layers],
+        "chance": {f"{metric}@{name}": chance for name in pooled.layers},
+        "headline": [f"{metric}@{name}" for name in pooled.layers],
     }
     return {"metrics": metrics, "details": details}
 
 
-def _one_layer(spec: str, encoder: nn.Module) -> list[str]:
+def one_layer(spec: str, encoder: nn.Module, probe_name: str) -> str:
+    """The one layer an SGD-trained head reads; several are one line pointing at the per-layer frozen solver."""
     layers = parse_layers(spec, encoder)
     if len(layers) != 1:
-        raise UserError(f"the classification probe with probe.solver=sgd reads one layer; probe.layer '{spec}' "
-                        f"names {len(layers)}: use probe.solver=ridge (frozen) for one probe per layer")
-    return layers
+        raise UserError(f"the {probe_name} probe with probe.solver=sgd reads one layer; probe.layer '{spec}' "
+                        f"names {len(layers)}: use probe.mode=linear probe.solver=auto for one probe per layer")
+    return layers[0]

@@ -15,10 +15,19 @@ thin adapter with ``out_channels`` that returns one feature map (``probe.layer``
 
 Data: ``cmp-facade`` train -> test (the data module's fixed split: every 5th image in sorted order is
 test; 303 / 75), 12 classes (labels 0..11 here, 1..12 inside Faster R-CNN, whose class 0 is background).
-Training augmentation is a horizontal flip of image and boxes; no crop (it would cut boxes).
-Metrics from pycocotools (:func:`~ssl_ctx.probes.metrics.detection_map`): COCO-style mAP@[.5:.95] and the
-VOC criterion AP at IoU 0.5, both from one COCOeval run with ``maxDets`` raised to 300 for these
-crowded images.
+Training augmentation is a horizontal flip of image and boxes; no crop (it would cut boxes). Boxes a
+dataset marks ``difficult`` (PASCAL VOC's flag, ``split.box_difficult``; CMP Facade has none) are left out
+of the training targets, as py-faster-rcnn does (``use_diff=False``), and kept, flagged, for evaluation.
+
+Metrics, every one at most 300 detections per image (facades are crowded):
+
+- ``map50_voc07_11point``: the VOC 2007 number, PASCAL VOC's rule (IoU >= 0.5, duplicates false
+  positives, detections of difficult boxes ignored, recall over non-difficult boxes) with its 11-point
+  interpolated AP, averaged over classes (:func:`~ssl_ctx.probes.metrics.voc_detection_ap`);
+- ``map50_voc_area``: the same matching, AP as the area under the precision envelope (VOC 2010 on);
+- ``map``, ``map50``, ``map75``, ``class_ap50``: pycocotools (:func:`~ssl_ctx.probes.metrics.detection_map`),
+  COCO-style mAP@[.5:.95] and AP at IoU 0.5 / 0.75 with 101-point interpolation, from one COCOeval run with
+  ``maxDets`` raised to 300. COCO has no ``difficult`` flag: these count difficult boxes as any other.
 
 NMS and RoI pooling are torchvision's compiled operators (``torchvision.ops.nms`` and
 ``MultiScaleRoIAlign``); where they cannot load, building the detector says so in one line
@@ -37,7 +46,7 @@ from ssl_ctx.engine.optim import optimize
 from ssl_ctx.errors import UserError
 from ssl_ctx.models import feature_shapes
 from ssl_ctx.probes.common import ProbeContext, ProbeTask
-from ssl_ctx.probes.metrics import detection_map
+from ssl_ctx.probes.metrics import detection_map, voc_detection_ap
 from ssl_ctx.registry import PROBES
 from ssl_ctx.vision_ops import require_torchvision
 
@@ -118,12 +127,14 @@ class BoxBatches:
     """Batches of a ``CachedBatchLoader`` (built without crop or flip) with each image's boxes added.
 
     Adds ``targets``: per image ``{"boxes": (k, 4) xyxy pixels of the batch's image size, "labels": (k,)
-    1-based}`` (Faster R-CNN's convention); with ``hflip`` each image and its boxes are flipped with
-    probability 1/2, drawn from (seed, epoch, batch number) so a resumed run sees the same batches. Boxes
-    thinner than ``min_side`` pixels are left out (training targets; evaluation keeps every box).
+    1-based, "difficult": (k,) bool}`` (Faster R-CNN's convention, plus VOC's flag); with ``hflip`` each
+    image and its boxes are flipped with probability 1/2, drawn from (seed, epoch, batch number) so a resumed
+    run sees the same batches. Training targets (the defaults) leave out boxes thinner than ``min_side``
+    pixels and difficult boxes; evaluation passes ``min_side=0`` and ``keep_difficult=True`` to keep every box.
     """
 
-    def __init__(self, loader: Any, split: Any, seed: int, hflip: bool, min_side: float = MIN_BOX_SIDE) -> None:
+    def __init__(self, loader: Any, split: Any, seed: int, hflip: bool, min_side: float = MIN_BOX_SIDE,
+                 keep_difficult: bool = False) -> None:
         if split.boxes is None:
             raise UserError(f"{split.dataset}/{split.split} has no boxes; the detection probe needs a dataset "
                             f"with boxes such as cmp-facade")
@@ -132,6 +143,7 @@ class BoxBatches:
         self.seed = seed
         self.hflip = hflip
         self.min_side = min_side
+        self.keep_difficult = keep_difficult
 
     def __len__(self) -> int:
         return len(self.loader)
@@ -145,22 +157,32 @@ class BoxBatches:
                 flips = np.random.default_rng([self.seed, epoch, number, 13]).random(count) < 0.5
                 flip_mask = torch.from_numpy(flips).to(images.device).view(-1, 1, 1, 1)
                 images = torch.where(flip_mask, images.flip(-1), images)
-            targets = [box_target(self.split, int(i), height, width, bool(f), images.device, self.min_side)
+            targets = [box_target(self.split, int(i), height, width, bool(f), images.device, self.min_side,
+                                  self.keep_difficult)
                        for i, f in zip(batch["index"].tolist(), flips)]
             yield {**batch, "image": images, "targets": targets}
 
 
 def box_target(split: Any, index: int, height: int, width: int, flip: bool = False,
-               device: torch.device | str = "cpu", min_side: float = MIN_BOX_SIDE) -> dict[str, Tensor]:
-    """Image ``index``'s boxes in pixels of a ``height x width`` image (optionally mirrored), labels 1-based."""
+               device: torch.device | str = "cpu", min_side: float = MIN_BOX_SIDE,
+               keep_difficult: bool = False) -> dict[str, Tensor]:
+    """Image ``index``'s boxes in pixels of a ``height x width`` image (optionally mirrored), labels 1-based,
+    and their ``difficult`` flags; boxes thinner than ``min_side`` are left out, and so are difficult boxes
+    unless ``keep_difficult``. A split without ``box_difficult`` (or with None there) has no difficult box."""
     boxes = np.asarray(split.boxes[index], dtype=np.float32).reshape(-1, 4) * np.array([width, height, width, height],
                                                                                          dtype=np.float32)
     labels = np.asarray(split.box_labels[index], dtype=np.int64).reshape(-1) + 1
     if flip:
         boxes = np.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], axis=1)
+    flags = getattr(split, "box_difficult", None)
+    difficult = (np.asarray(flags[index], dtype=bool).reshape(-1) if flags is not None
+                 else np.zeros(len(labels), dtype=bool))
     keep = ((boxes[:, 2] - boxes[:, 0]) >= min_side) & ((boxes[:, 3] - boxes[:, 1]) >= min_side)
+    if not keep_difficult:
+        keep &= ~difficult
     return {"boxes": torch.from_numpy(np.ascontiguousarray(boxes[keep])).to(device),
-            "labels": torch.from_numpy(labels[keep]).to(device)}
+            "labels": torch.from_numpy(labels[keep]).to(device),
+            "difficult": torch.from_numpy(difficult[keep]).to(device)}
 
 
 class DetectionProbe(ProbeTask):
@@ -193,17 +215,19 @@ class DetectionProbe(ProbeTask):
                 for o in outputs]
 
     def evaluation_step(self, batch: dict[str, Any], number: int) -> dict[str, list]:
-        """This batch's detections and ground-truth boxes (labels 0-based), on the CPU."""
+        """This batch's detections and ground-truth boxes (labels 0-based, with their difficult flags), on the CPU."""
         predictions = [{key: value.cpu() for key, value in output.items()} for output in self.predict(batch["image"])]
-        truths = [{"boxes": target["boxes"].cpu(), "labels": target["labels"].cpu() - 1} for target in batch["targets"]]
+        truths = [{"boxes": target["boxes"].cpu(), "labels": target["labels"].cpu() - 1,
+                   "difficult": target["difficult"].cpu()} for target in batch["targets"]]
         return {"predictions": predictions, "truths": truths}
 
     def evaluation_summary(self, totals: dict[str, list], batches: int) -> dict[str, Any]:
-        """COCO-style mAP and AP@0.5 over every image evaluated."""
-        truths = totals.get("truths", [])
-        scores = detection_map(totals.get("predictions", []), truths, self.num_classes,
-                               max_detections=DETECTIONS_PER_IMAGE)
+        """COCO-style mAP and AP@0.5, and VOC's 11-point and area mAP, over every image evaluated."""
+        predictions, truths = totals.get("predictions", []), totals.get("truths", [])
+        scores = detection_map(predictions, truths, self.num_classes, max_detections=DETECTIONS_PER_IMAGE)
+        voc = voc_detection_ap(predictions, truths, self.num_classes, iou_threshold=0.5)
         return {"map50": scores["map50"], "map": scores["map"], "map75": scores["map75"],
+                "map50_voc07_11point": voc["map_voc07_11point"], "map50_voc_area": voc["map_voc_area"],
                 "class_ap50": scores["class_ap50"], "eval_images": float(len(truths))}
 
 
@@ -227,8 +251,8 @@ def run_detection(context: ProbeContext) -> dict[str, Any]:
     train_loader, eval_loader = context.loaders(train_split, eval_split, crop_scale=1.0, hflip=False)
     seed = context.train.seed
     metrics = context.trainer.fit(task, BoxBatches(train_loader, train_split, seed, data.hflip))
-    metrics.update(task.evaluate(BoxBatches(eval_loader, eval_split, seed, hflip=False, min_side=0.0),
-                                 context.trainer.autocast))
+    metrics.update(task.evaluate(BoxBatches(eval_loader, eval_split, seed, hflip=False, min_side=0.0,
+                                            keep_difficult=True), context.trainer.autocast))
     details = {
         "pooling": f"RoIAlign {ROI_OUTPUT_SIZE}x{ROI_OUTPUT_SIZE} on {layers[0]}",
         "input_size": list(input_size),
@@ -236,7 +260,7 @@ def run_detection(context: ProbeContext) -> dict[str, Any]:
         "anchor_sizes": list(anchor_sizes(image_size)),
         "num_classes": num_classes,
         "roi_pool": type(task.detector.roi_heads.box_roi_pool).__name__,
-        "chance": {"map50": 0.0, "map": 0.0},
-        "headline": ["map50", "map"],
+        "chance": {"map50": 0.0, "map": 0.0, "map50_voc07_11point": 0.0, "map50_voc_area": 0.0},
+        "headline": ["map50", "map", "map50_voc07_11point", "map50_voc_area"],
     }
     return {"metrics": metrics, "details": details}

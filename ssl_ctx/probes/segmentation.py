@@ -164,12 +164,14 @@ def _ridge_probe(context: ProbeContext, layers: list[str], train_split: Any, eva
     probe = context.probe
     spec = FeatureSpec(tuple(layers), tuple(None for _ in layers), tuple(input_size))
     (train_maps, eval_maps), cache = context.frozen_features(spec, train_split, eval_split)
-    rows, cols = sample_pixels(train_split.label_maps, probe.pixels_per_image)
+    train_labels = np.concatenate([labels_at(train_split, part, input_size).numpy().astype(np.uint8)
+                                   for part in _slices(len(train_split))])
+    rows, cols = sample_pixels(train_labels, probe.pixels_per_image)
     inputs, targets = [], []
     for part in _slices(len(train_split)):
         maps = {name: torch.from_numpy(np.array(train_maps[name][part])) for name in layers}
         inputs.append(_upsampled_at(maps, rows[part], cols[part], input_size).flatten(0, 1))
-        labels = torch.from_numpy(np.array(train_split.label_maps[part])).long()
+        labels = torch.from_numpy(train_labels[part]).long()
         targets.append(labels[torch.arange(len(labels))[:, None], rows[part], cols[part]].reshape(-1))
     features, labels = torch.cat(inputs).numpy(), torch.cat(targets).numpy()
     image_of_pixel = np.repeat(np.arange(len(train_split)), probe.pixels_per_image)
@@ -191,8 +193,7 @@ def _ridge_probe(context: ProbeContext, layers: list[str], train_split: Any, eva
             maps = torch.from_numpy(np.array(eval_maps[name][part])).float()
             scores = torch.einsum("dk,bdhw->bkhw", layer_weight, maps)
             logits = logits + F.interpolate(scores, size=input_size, mode="bilinear", align_corners=False)
-        truth = torch.from_numpy(np.array(eval_split.label_maps[part])).long()
-        confusion += confusion_matrix(logits.argmax(1), truth, num_classes)
+        confusion += confusion_matrix(logits.argmax(1), labels_at(eval_split, part, input_size), num_classes)
     scores, baseline = segmentation_scores(confusion), majority_baseline(confusion)
     metrics = {"miou": scores["miou"], "pixel_accuracy": scores["pixel_accuracy"], "class_iou": scores["class_iou"],
                "eval_images": float(len(eval_split)), "fit_pixels": float(labelled.sum())}
@@ -208,6 +209,15 @@ def _ridge_probe(context: ProbeContext, layers: list[str], train_split: Any, eva
         "headline": ["miou", "pixel_accuracy"],
     }
     return {"metrics": metrics, "details": details}
+
+
+def labels_at(split: Any, part: slice, size: tuple[int, int]) -> Tensor:
+    """The label maps of images ``part`` at the network's input ``size`` (nearest neighbour, as the loader
+    resizes them), long ``(B, H, W)``: the pixels the features are read at when the cache is larger."""
+    labels = torch.from_numpy(np.array(split.label_maps[part])).long()
+    if tuple(labels.shape[-2:]) != tuple(size):
+        labels = F.interpolate(labels[:, None].float(), size=size, mode="nearest")[:, 0].long()
+    return labels
 
 
 def _slices(count: int, size: int = 32) -> list[slice]:

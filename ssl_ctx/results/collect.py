@@ -19,7 +19,8 @@ from ssl_ctx.results.records import RECORD_NAME
 from ssl_ctx.settings import UPSTREAM_PREFIX, describe_difference, first_difference, record_identity
 
 # The headline metric of a probe whose record carries no ``tags.metric``.
-PRIMARY_METRIC = {"classification": "top1", "detection": "map50", "segmentation": "miou"}
+PRIMARY_METRIC = {"classification": "top1", "multilabel_classification": "map", "detection": "map50",
+                  "segmentation": "miou"}
 # Older probe records lack ``probe.kind``: derive it from the probe mode.
 KIND_OF_MODE = {"linear": "frozen", "finetune": "fine-tuned"}
 # A pretext record's held-out L2 of the model, and the pixels it is measured on; the first one present is used.
@@ -27,7 +28,7 @@ PIXELS_OF_METRIC = {"eval_masked_l2": "hole", "eval_l2": "whole image"}
 MEAN_FILL_METRIC = "eval_mean_fill_l2"
 
 PROBE_COLUMNS = ["probe", "task", "kind", "protocol", "metric", "layer", "column", "method", "seed", "value",
-                 "architecture", "path"]
+                 "architecture", "paper", "path"]
 PRETEXT_COLUMNS = ["method", "seed", "train_steps", "pixels", "model_l2", "mean_fill_l2", "path"]
 HISTORY_COLUMNS = ["method", "seed", "step", "loss"]
 
@@ -137,6 +138,7 @@ def probe_rows(path: Path, record: dict[str, Any], method: str | None = None) ->
         "method": method or tags.get("method") or _made_by(record)[0],
         "seed": record.get("seed", tags.get("seed")),
         "architecture": settings.get("encoder_architecture") or "",
+        "paper": tags.get("paper") or "",  # the column of the paper's Table 2 this probe reproduces (bench: paper)
         "path": str(path),
     }
     rows = []

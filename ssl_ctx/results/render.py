@@ -88,11 +88,13 @@ def probe_title(part: pd.DataFrame) -> str:
     return "; ".join(p for p in (head, first["protocol"], f"metric {first['metric']}, in %") if p)
 
 
-def probe_table(part: pd.DataFrame, baseline: str | None) -> Table:
+def probe_table(part: pd.DataFrame, baseline: str | None, paper: bool = False) -> Table:
     """One probe's summary rows (``stats.summarise``) -> a table of methods x columns (one per layer, or the
     metric), ``mean ± std`` in %, with a ``↳ Δ vs <other>`` row under a method for each method it is compared
-    with (the baseline, and any further comparison)."""
+    with (the baseline, and any further comparison). With ``paper``, a probe that reproduces a column of the
+    paper's Table 2 (its ``paper`` task) gets that column's published number beside each method's own."""
     columns = list(pd.unique(part["column"]))
+    paper_task = str(part["paper"].iloc[0]) if paper and "paper" in part else ""
     rows: list[list[Cell]] = []
     for method in pd.unique(part["method"]):
         mine = part[part["method"] == method]
@@ -106,15 +108,19 @@ def probe_table(part: pd.DataFrame, baseline: str | None) -> Table:
             cell = cells.loc[column]
             text = mean_std(cell["mean"], cell["std"], int(cell["n"]), 1, PERCENT)
             values.append(_text(text + (f" (n={cell['n']})" if cell["n"] != n else "")))
+        if paper_task:
+            published = PAPER_FEATURE_LEARNING.get(method, {}).get(paper_task)
+            values.append(_text("—" if published is None else format_number(published, 1)))
         rows.append([_text(method), _text(str(n)), *values])
         for other in [b for b in pd.unique(mine["baseline"]) if b]:
             against = mine[mine["baseline"] == other].set_index("column")
             deltas = [delta_cell(against.loc[c, "delta"], against.loc[c, "ci_low"], against.loc[c, "ci_high"],
                                  against.loc[c, "significant"]) if c in against.index else _text("")
                       for c in columns]
-            rows.append([_text(f"↳ Δ vs {other}"), _text(""), *deltas])
-    return Table(heading=str(part["probe"].iloc[0]), title=probe_title(part), header=["method", "n", *columns],
-                 rows=rows)
+            rows.append([_text(f"↳ Δ vs {other}"), _text(""), *deltas, *([_text("")] if paper_task else [])])
+    header = ["method", "n", *columns, *([f"paper: {PAPER_TASK_NAMES[paper_task]}"] if paper_task else [])]
+    notes = [PAPER_NOTE] if paper_task else []
+    return Table(heading=str(part["probe"].iloc[0]), title=probe_title(part), header=header, rows=rows, notes=notes)
 
 
 def legend(baseline: str | None) -> str:
@@ -147,6 +153,10 @@ def pretext_table(summary: pd.DataFrame, without: list[str]) -> Table:
         rows=rows, notes=notes)
 
 
+PAPER_NOTE = ("paper: the published number of the method of the same name (Pathak et al. 2016, Table 2), for "
+              "reference, not a result of this run; — where the paper has no such row.")
+
+
 def paper_table() -> Table:
     """The paper's published feature-learning numbers (Pathak et al. 2016, Table 2), labelled as the paper's."""
     tasks = list(PAPER_TASK_NAMES)
@@ -175,13 +185,13 @@ def build_report(summary: pd.DataFrame, provenance: str, baseline: str | None,
     """Assemble the report from ``stats.summarise`` rows, and ``stats.summarise_pretext``'s result if any;
     ``notes``: lines to print under the table of a probe, by probe name."""
     has_baseline = bool(summary["baseline"].astype(bool).any())
-    probes = [probe_table(summary[summary["probe"] == p], baseline) for p in pd.unique(summary["probe"])]
+    probes = [probe_table(summary[summary["probe"] == p], baseline, paper) for p in pd.unique(summary["probe"])]
     for table in probes:
         table.notes += (notes or {}).get(table.heading, [])
     extra = []
     if pretext is not None and (not pretext[0].empty or pretext[1]):
         extra.append(pretext_table(*pretext))
-    if paper:
+    if paper and not any(t.header[-1].startswith("paper: ") for t in probes):  # no probe took the paper's column
         extra.append(paper_table())
     return Report(provenance, probes, legend(baseline if has_baseline else None), extra)
 

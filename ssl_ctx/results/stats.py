@@ -14,7 +14,7 @@ from scipy import stats as scipy_stats
 CONFIDENCE = 0.95  # p < 1 - CONFIDENCE is "significant"; the same level gives the interval, so both agree
 NO_TEST = "n < 2, no test"
 
-SUMMARY_COLUMNS = ["probe", "task", "kind", "protocol", "metric", "layer", "column", "method", "n", "mean", "std",
+SUMMARY_COLUMNS = ["probe", "task", "kind", "protocol", "metric", "paper", "layer", "column", "method", "n", "mean", "std",
                    "values", "baseline", "delta", "ci_low", "ci_high", "p_value", "significant"]
 
 
@@ -90,7 +90,7 @@ def summarise(frame: pd.DataFrame, baseline: str | None = "random_init", confide
         part = frame[frame["probe"] == probe]
         described = {
             "task": _joined(part["task"]), "kind": _joined(part["kind"]), "protocol": _joined(part["protocol"]),
-            "metric": _joined(part["metric"]),
+            "metric": _joined(part["metric"]), "paper": _joined(part["paper"]) if "paper" in part else "",
         }
         for column in pd.unique(part["column"]):
             cell = part[part["column"] == column]

@@ -21,8 +21,8 @@ def wait(args):
         print("waiting", flush=True)
         time.sleep(60)
 
-cli.cmd_list = wait
-sys.exit(cli.main(["list"]))
+setattr(cli, sys.argv[1], wait)
+sys.exit(cli.main(sys.argv[2:]))
 """
 
 
@@ -30,8 +30,14 @@ sys.exit(cli.main(["list"]))
     (signal.SIGTERM, 143, "terminated (SIGTERM)"),
     (signal.SIGINT, 130, "interrupted"),
 ])
-def test_sigterm_exits_143_and_ctrl_c_130(sent, status, ending):
-    process = subprocess.Popen([sys.executable, "-c", WAITING_COMMAND], stdout=subprocess.PIPE,
+@pytest.mark.parametrize("handler, argv, kept", [
+    # a verb with --resume continues from its checkpoints; a data prepare continues with the same command and says
+    # so itself
+    ("cmd_pretrain", ["pretrain", "any.yaml"], "; checkpoints written so far are kept (continue with --resume)"),
+    ("cmd_data_prepare", ["data", "prepare", "cifar10"], ""),
+])
+def test_sigterm_exits_143_and_ctrl_c_130(sent, status, ending, handler, argv, kept):
+    process = subprocess.Popen([sys.executable, "-c", WAITING_COMMAND, handler, *argv], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     try:
         assert process.stdout.readline() == "waiting\n"
@@ -40,5 +46,5 @@ def test_sigterm_exits_143_and_ctrl_c_130(sent, status, ending):
     finally:
         process.kill()
     assert process.returncode == status, err[-2000:]
-    assert the_line(err) == f"ssl-ctx: {ending}; checkpoints written so far are kept (continue with --resume)"
+    assert the_line(err) == f"ssl-ctx: {ending}{kept}"
     assert "Traceback" not in err

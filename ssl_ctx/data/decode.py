@@ -9,7 +9,7 @@ dataset's lookup table, and boxes in pixels made relative. A file that cannot be
 :class:`DecoderPool` runs ``decode_item`` in worker processes: the caller's process reads each item's files
 (:func:`fetch_files`, from a folder or an archive held in memory) and the workers decode and resize them, the
 part that takes the time, and write the pixels into the cache's files themselves (the rows they are handed,
-:class:`~ssl_ctx.data.cache.RowTargets`), so only a few numbers per image come back. Results come back in the
+:class:`~ssl_ctx.data.cache_writer.RowTargets`), so only a few numbers per image come back. Results come back in the
 items' order whatever the number of workers, so a cache is the same byte for byte.
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ssl_ctx.data.archives import FileTree
-from ssl_ctx.data.cache import RowTargets, sum_pixels
+from ssl_ctx.data.cache_writer import RowTargets, sum_pixels
 from ssl_ctx.data.datasets import Item
 from ssl_ctx.images import open_rgb
 

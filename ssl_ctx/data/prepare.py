@@ -3,13 +3,13 @@
 ``prepare(name, size, limit, workers=N)`` locates the dataset (``sources.py``), indexes it (``datasets.py``),
 decodes every file (``decode.py``: in this process, or in N worker processes that write the pixels into the rows
 they are handed while this one reads the files and takes the results in the dataset's order, so the cache is the
-same byte for byte whatever N) and writes each split with :class:`~ssl_ctx.data.cache.SplitWriter`;
+same byte for byte whatever N) and writes each split with :class:`~ssl_ctx.data.cache_writer.SplitWriter`;
 ``load_split`` opens one split, preparing it first when missing. It is idempotent: a complete cache is left
-alone. It is resumable: the build goes on in a fixed-name partial folder (:class:`~ssl_ctx.data.cache.PartialBuild`)
-checkpointed every ``CHECKPOINT_SECONDS`` (or every ``$SSL_CTX_PREPARE_CHECKPOINT_EVERY`` images), so after a kill
-at any point, SIGKILL included, the same command continues from the last checkpoint, and a finished split is not
-redone; a partial build of something else (other files, size, limit or format) is discarded with one line saying
-why.
+alone. It is resumable: the build goes on in a fixed-name partial folder
+(:class:`~ssl_ctx.data.cache_writer.PartialBuild`) checkpointed every ``CHECKPOINT_SECONDS`` (or every
+``$SSL_CTX_PREPARE_CHECKPOINT_EVERY`` images), so after a kill at any point, SIGKILL included, the same command
+continues from the last checkpoint, and a finished split is not redone; a partial build of something else (other
+files, size, limit or format) is discarded with one line saying why.
 
 A file that cannot be decoded is skipped and named in one warning line, with a count per split at the end; the
 list also goes to the split's ``meta.json``. So is an item without a label map (or label set) in a split whose
@@ -37,17 +37,8 @@ import PIL
 from tqdm import tqdm
 
 from ssl_ctx.data.archives import FileTree, FolderTree
-from ssl_ctx.data.cache import (
-    FORMAT_VERSION,
-    CachedSplit,
-    PartialBuild,
-    SplitWriter,
-    StaleBuild,
-    is_complete,
-    locked,
-    read_cache_meta,
-    size_tag,
-)
+from ssl_ctx.data.cache import FORMAT_VERSION, CachedSplit, is_complete, locked, read_cache_meta, size_tag
+from ssl_ctx.data.cache_writer import PartialBuild, SplitWriter, StaleBuild
 from ssl_ctx.data.catalogue import FOLDER_DATASETS, check_limit, get_spec, parse_size
 from ssl_ctx.data.datasets import DatasetIndex, DatasetSpec, Item, folder_listing
 from ssl_ctx.data.decode import DecoderPool, UnusableFile, decode_item

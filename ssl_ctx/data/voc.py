@@ -44,7 +44,7 @@ import numpy as np
 
 from ssl_ctx.data.archives import FileTree
 from ssl_ctx.data.cache import IGNORE_INDEX
-from ssl_ctx.data.datasets import DatasetIndex, DatasetSpec, Item, Layout
+from ssl_ctx.data.datasets import DatasetIndex, Item, Layout
 
 VOC_CLASSES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable", "dog",
@@ -186,7 +186,8 @@ def index_voc(tree: FileTree, root: str) -> DatasetIndex:
             splits[split].append(item)
     return DatasetIndex(
         splits=splits, class_names=class_names, has_boxes=True, has_label_sets=True, label_lut=lut,
-        skipped=skipped, split_class_names={s: segmentation_classes for s in splits if s.startswith(SEGMENTATION_PREFIX)},
+        skipped=skipped,
+        split_class_names={s: segmentation_classes for s in splits if s.startswith(SEGMENTATION_PREFIX)},
         extra_meta={"layout": "PASCAL VOC devkit", "box_convention": "VOC 1-based inclusive pixels -> 0-based, "
                                                                     "exclusive right edge"},
     )

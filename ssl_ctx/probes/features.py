@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from ssl_ctx.data.cache import new_memmap
+from ssl_ctx.data.cache_writer import new_memmap
 from ssl_ctx.files import exclusive_lock, output_errors, temporary_sibling, write_json_atomic
 
 FORMAT = "ssl_ctx.features/1"

@@ -14,8 +14,8 @@ from scipy import stats as scipy_stats
 CONFIDENCE = 0.95  # p < 1 - CONFIDENCE is "significant"; the same level gives the interval, so both agree
 NO_TEST = "n < 2, no test"
 
-SUMMARY_COLUMNS = ["probe", "task", "kind", "protocol", "metric", "paper", "layer", "column", "method", "n", "mean", "std",
-                   "values", "baseline", "delta", "ci_low", "ci_high", "p_value", "significant"]
+SUMMARY_COLUMNS = ["probe", "task", "kind", "protocol", "metric", "paper", "layer", "column", "method", "n", "mean",
+                   "std", "values", "baseline", "delta", "ci_low", "ci_high", "p_value", "significant"]
 
 
 @dataclass(frozen=True)

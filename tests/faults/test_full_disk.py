@@ -81,7 +81,7 @@ def test_a_full_or_read_only_cache_folder_leaves_the_other_caches_untouched(env,
     def refuse(fd, offset, length):
         raise OSError(fault, os.strerror(fault))
 
-    monkeypatch.setattr("ssl_ctx.data.cache.os.posix_fallocate", refuse)
+    monkeypatch.setattr("ssl_ctx.data.cache_writer.os.posix_fallocate", refuse)
     status, out, err = run_cli(capsys, "data", "prepare", f"imagefolder:{env / 'photos'}", "--size", "32")
     assert status == 2
     reason = "no space left (needs about 9.2 KB, " if fault == errno.ENOSPC else "read-only file system; make it"

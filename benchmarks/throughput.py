@@ -53,7 +53,8 @@ import torch
 from ssl_ctx.config import Config, load_config
 from ssl_ctx.data import extracted_root, load_split
 from ssl_ctx.data.loader import loader_for
-from ssl_ctx.engine.device import cpu_cores, cpu_model, describe_device, resolve_device
+from ssl_ctx.engine.device import describe_device, resolve_device
+from ssl_ctx.host import cpu_cores, cpu_model
 from ssl_ctx.engine.trainer import Trainer
 from ssl_ctx.masks import make_masks
 from ssl_ctx.pretext.base import DataInfo

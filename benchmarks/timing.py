@@ -10,7 +10,6 @@ import contextlib
 import datetime
 import json
 import os
-import platform
 import re
 import shutil
 import statistics
@@ -22,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image
+
+from ssl_ctx.host import cpu_cores, cpu_model
 
 RESULTS = Path(__file__).resolve().parent / "results"
 FACADE_ARCHIVE = "CMP_facade_DB_base.tar.gz"
@@ -54,19 +55,9 @@ def photos_text(stats: dict[str, Any]) -> str:
             f"({stats['mean_megapixels']:.2f} Mpx), mean {stats['mean_kilobytes']:.0f} kB")
 
 
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (``ssl_ctx.engine.device.cpu_model`` would import torch)."""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
 def machine() -> dict[str, Any]:
     """The CPU, its cores (all, and those this process may use) and, at this moment, the load average."""
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "cpus_usable": usable,
+    return {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "cpus_usable": cpu_cores(),
             "load_average": [round(value, 2) for value in os.getloadavg()]}
 
 

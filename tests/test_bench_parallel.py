@@ -17,7 +17,7 @@ import torch
 
 from ssl_ctx.cli import main
 from ssl_ctx.engine.checkpoint import load_checkpoint
-from ssl_ctx.engine.device import cpu_cores
+from ssl_ctx.host import cpu_cores
 from tests.helpers import leftovers
 
 REPO = Path(__file__).resolve().parents[1]

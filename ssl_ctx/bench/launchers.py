@@ -38,7 +38,7 @@ from ssl_ctx.bench.cell import run_cells, write_cell_error
 from ssl_ctx.bench.plan import Cell
 from ssl_ctx.bench.worker import STATUS
 from ssl_ctx.config import Config
-from ssl_ctx.engine.device import cpu_cores
+from ssl_ctx.host import cpu_cores
 from ssl_ctx.errors import UserError, first_line
 from ssl_ctx.files import output_errors
 from ssl_ctx.results.records import RECORD_NAME

@@ -92,6 +92,11 @@ def folder_spec(prefix: str, raw: str) -> DatasetSpec:
     )
 
 
+def folder_dataset(spec: DatasetSpec) -> tuple[str, FolderDataset]:
+    """(prefix, entry of ``FOLDER_DATASETS``) of a folder dataset's spec: what messages call it and what it holds."""
+    return next((prefix, entry) for prefix, entry in FOLDER_DATASETS.items() if spec.name.startswith(prefix))
+
+
 def get_spec(name: str) -> DatasetSpec:
     """The dataset called ``name``; an unknown name is a :class:`UserError` listing the known ones."""
     for prefix in FOLDER_DATASETS:

@@ -13,9 +13,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ssl_ctx.data.cache import read_cache_meta
-from ssl_ctx.data.prepare import default_workers, prepare
+from ssl_ctx.data.prepare import prepare
 from ssl_ctx.data.scenes import COMPLETE_MARKER, build_scene_folder
 from ssl_ctx.data.status import counts_text
+from ssl_ctx.host import cpu_cores
 
 
 def prepare_command(
@@ -24,9 +25,9 @@ def prepare_command(
     limit: int | None = None,
     workers: int | None = None,
 ) -> Path:
-    """``ssl-ctx data prepare``: prepare with ``workers`` decoding processes (None = :func:`default_workers`), then
-    print one summary line (folder, images per split, skipped files)."""
-    folder = prepare(name, size, limit, progress=True, workers=default_workers() if workers is None else workers)
+    """``ssl-ctx data prepare``: prepare with ``workers`` decoding processes (None = every core this process may
+    use, :func:`~ssl_ctx.host.cpu_cores`), then print one summary line (folder, images per split, skipped files)."""
+    folder = prepare(name, size, limit, progress=True, workers=cpu_cores() if workers is None else workers)
     meta = read_cache_meta(folder)
     print(f"{folder}: {counts_text(meta['splits'])} images; {meta['skipped']} file(s) skipped")
     return folder

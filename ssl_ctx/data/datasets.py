@@ -132,11 +132,13 @@ def natural_key(text: str) -> list[Any]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
 
 
-def _join(root: str, *parts: str) -> str:
+def tree_path(root: str, *parts: str) -> str:
+    """A file's path in a tree: ``parts`` under the dataset's ``root`` ('' = the tree's top)."""
     return posixpath.join(root, *parts) if root else posixpath.join(*parts)
 
 
-def _text(tree: FileTree, path: str) -> str:
+def tree_text(tree: FileTree, path: str) -> str:
+    """A text file of a tree (UTF-8; a stray byte becomes U+FFFD rather than an error)."""
     return tree.read(path).decode("utf-8", errors="replace")
 
 
@@ -171,11 +173,11 @@ def _tiny_boxes(line_parts: list[str]) -> np.ndarray:
 
 
 def index_tiny_imagenet(tree: FileTree, root: str) -> DatasetIndex:
-    wnids = sorted(_text(tree, _join(root, "wnids.txt")).split())
+    wnids = sorted(tree_text(tree, tree_path(root, "wnids.txt")).split())
     class_of = {wnid: i for i, wnid in enumerate(wnids)}
     descriptions = {}
-    if tree.exists(_join(root, "words.txt")):
-        for line in _text(tree, _join(root, "words.txt")).splitlines():
+    if tree.exists(tree_path(root, "words.txt")):
+        for line in tree_text(tree, tree_path(root, "words.txt")).splitlines():
             wnid, _, words = line.partition("\t")
             if wnid in class_of:
                 descriptions[wnid] = words.strip()
@@ -184,40 +186,40 @@ def index_tiny_imagenet(tree: FileTree, root: str) -> DatasetIndex:
     train = []
     for wnid in wnids:
         boxes = {}
-        boxes_file = _join(root, "train", wnid, f"{wnid}_boxes.txt")
+        boxes_file = tree_path(root, "train", wnid, f"{wnid}_boxes.txt")
         if tree.exists(boxes_file):
-            for line in _text(tree, boxes_file).splitlines():
+            for line in tree_text(tree, boxes_file).splitlines():
                 parts = line.split()
                 if len(parts) == 5:
                     boxes[parts[0]] = _tiny_boxes(parts[1:])
-        folder = _join(root, "train", wnid, "images")
+        folder = tree_path(root, "train", wnid, "images")
         for name in sorted(tree.listdir(folder), key=natural_key):
             if _is_hidden(name):
                 continue
             box = boxes.get(name, np.zeros((0, 4), np.float32))
             train.append(Item(
-                _join(folder, name), label=class_of[wnid], boxes=box,
+                tree_path(folder, name), label=class_of[wnid], boxes=box,
                 box_labels=np.full(len(box), class_of[wnid], np.int64), boxes_in_pixels=True,
             ))
 
     annotations = {}
-    annotations_file = _join(root, "val", "val_annotations.txt")
+    annotations_file = tree_path(root, "val", "val_annotations.txt")
     if tree.exists(annotations_file):
-        for line in _text(tree, annotations_file).splitlines():
+        for line in tree_text(tree, annotations_file).splitlines():
             parts = line.split()
             if len(parts) == 6 and parts[1] in class_of:
                 annotations[parts[0]] = (class_of[parts[1]], _tiny_boxes(parts[2:]))
     val = []
-    folder = _join(root, "val", "images")
+    folder = tree_path(root, "val", "images")
     for name in sorted(tree.listdir(folder), key=natural_key):
         if _is_hidden(name):
             continue
         if name not in annotations:
-            skipped["val"].append((_join(folder, name), "no class in val/val_annotations.txt"))
+            skipped["val"].append((tree_path(folder, name), "no class in val/val_annotations.txt"))
             continue
         label, box = annotations[name]
         val.append(Item(
-            _join(folder, name), label=label, boxes=box, box_labels=np.full(1, label, np.int64),
+            tree_path(folder, name), label=label, boxes=box, box_labels=np.full(1, label, np.int64),
             boxes_in_pixels=True,
         ))
     return DatasetIndex(
@@ -259,7 +261,7 @@ def load_array_pickle(data: bytes) -> dict[str, Any]:
 
 
 def index_cifar_python(tree: FileTree, root: str) -> DatasetIndex:
-    meta = load_array_pickle(tree.read(_join(root, "batches.meta")))
+    meta = load_array_pickle(tree.read(tree_path(root, "batches.meta")))
     class_names = [n.decode() if isinstance(n, bytes) else str(n) for n in meta["label_names"]]
     names = tree.listdir(root)
     batches = {
@@ -271,7 +273,7 @@ def index_cifar_python(tree: FileTree, root: str) -> DatasetIndex:
     for split, files in batches.items():
         splits[split], skipped[split] = [], []
         for name in files:
-            path = _join(root, name)
+            path = tree_path(root, name)
             try:
                 batch = load_array_pickle(tree.read(path))
                 data = np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
@@ -296,12 +298,13 @@ def _cifar_jpeg_root(path: str) -> str | None:
 
 def index_class_folders(tree: FileTree, root: str, splits: tuple[str, ...]) -> DatasetIndex:
     """``root/<split>/<class>/**`` -> labelled items; classes are the sorted union over splits."""
-    class_names = sorted({c for split in splits for c in tree.subfolders(_join(root, split)) if not c.startswith(".")})
+    class_names = sorted({c for split in splits for c in tree.subfolders(tree_path(root, split))
+                          if not c.startswith(".")})
     class_of = {c: i for i, c in enumerate(class_names)}
     by_split: dict[str, list[Item]] = {}
     for split in splits:
         items = []
-        split_root = _join(root, split)
+        split_root = tree_path(root, split)
         prefix_len = len(split_root) + 1 if split_root else 0
         for path in tree.files():
             if not path.startswith(split_root + "/" if split_root else ""):
@@ -336,15 +339,16 @@ def index_camvid(tree: FileTree, root: str) -> DatasetIndex:
     skipped: dict[str, list[tuple[str, str]]] = {}
     for split in ("train", "val", "test"):
         splits[split], skipped[split] = [], []
-        annotations = set(tree.listdir(_join(root, f"{split}annot")))
-        for name in sorted(tree.listdir(_join(root, split)), key=natural_key):
+        annotations = set(tree.listdir(tree_path(root, f"{split}annot")))
+        for name in sorted(tree.listdir(tree_path(root, split)), key=natural_key):
             if _is_hidden(name):
                 continue
             label_name = posixpath.splitext(name)[0] + ".png"
             if label_name not in annotations:
-                skipped[split].append((_join(root, split, name), f"no label map {split}annot/{label_name}"))
+                skipped[split].append((tree_path(root, split, name), f"no label map {split}annot/{label_name}"))
                 continue
-            splits[split].append(Item(_join(root, split, name), label_map=_join(root, f"{split}annot", label_name)))
+            splits[split].append(Item(tree_path(root, split, name),
+                                      label_map=tree_path(root, f"{split}annot", label_name)))
     return DatasetIndex(splits=splits, class_names=list(CAMVID_CLASSES), label_lut=lut, skipped=skipped)
 
 
@@ -387,17 +391,17 @@ def index_facade(tree: FileTree, root: str) -> DatasetIndex:
     for position, stem in enumerate(stems):
         # The split depends on the position among all images, so a broken file never moves another image.
         split = "test" if position % FACADE_TEST_EVERY == FACADE_TEST_EVERY - 1 else "train"
-        image = _join(root, stem + ".jpg")
+        image = tree_path(root, stem + ".jpg")
         missing = [f"{stem}{ext}" for ext in (".png", ".xml") if f"{stem}{ext}" not in available]
         if missing:
             skipped[split].append((image, f"missing {' and '.join(missing)}"))
             continue
         try:
-            boxes, labels = parse_facade_xml(_text(tree, _join(root, stem + ".xml")))
+            boxes, labels = parse_facade_xml(tree_text(tree, tree_path(root, stem + ".xml")))
         except (ElementTree.ParseError, ValueError) as err:
-            skipped[split].append((_join(root, stem + ".xml"), f"bad box XML: {err}"))
+            skipped[split].append((tree_path(root, stem + ".xml"), f"bad box XML: {err}"))
             continue
-        splits[split].append(Item(image, label_map=_join(root, stem + ".png"), boxes=boxes, box_labels=labels))
+        splits[split].append(Item(image, label_map=tree_path(root, stem + ".png"), boxes=boxes, box_labels=labels))
     return DatasetIndex(
         splits=splits, class_names=list(FACADE_CLASSES), has_boxes=True, label_lut=lut, skipped=skipped,
         extra_meta={"split_rule": "sorted images; every 5th (positions 4, 9, ...) is test, the rest train"},

@@ -44,7 +44,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from ssl_ctx.data.archives import ArchiveTree, FileTree, FolderTree
-from ssl_ctx.data.datasets import DatasetIndex, Item, Layout, index_class_folders, natural_key
+from ssl_ctx.data.datasets import DatasetIndex, Item, Layout, index_class_folders, natural_key, tree_path
 from ssl_ctx.errors import UserError, first_line
 
 IMAGENET_DEFAULT_SIZE = (256, 256)  # 227-px AlexNet crops come from 256-px images (module docstring)
@@ -54,10 +54,6 @@ META_MAT = "data/meta.mat"
 GROUND_TRUTH = "data/ILSVRC2012_validation_ground_truth.txt"
 LOC_SOLUTION = "LOC_val_solution.csv"
 LOC_SYNSETS = "LOC_synset_mapping.txt"
-
-
-def _join(root: str, *parts: str) -> str:
-    return posixpath.join(root, *parts) if root else posixpath.join(*parts)
 
 
 def _stem(path: str) -> str:
@@ -96,14 +92,14 @@ def parse_ground_truth(text: str, wnid_of_id: dict[int, str]) -> dict[str, str]:
 
 def _devkit_files(tree: FileTree, root: str) -> tuple[dict[str, bytes], str] | None:
     """meta.mat and the ground truth by their devkit path, and where they were read; None when there is no devkit."""
-    archive = _join(root, DEVKIT_ARCHIVE)
-    if tree.exists(_join(root, DEVKIT, META_MAT)):
-        devkit, folder, where = tree, _join(root, DEVKIT), f"{DEVKIT}/"
+    archive = tree_path(root, DEVKIT_ARCHIVE)
+    if tree.exists(tree_path(root, DEVKIT, META_MAT)):
+        devkit, folder, where = tree, tree_path(root, DEVKIT), f"{DEVKIT}/"
     elif tree.exists(archive) and isinstance(tree, FolderTree):  # imagenet:<path> is always a folder on disk
         devkit, folder, where = ArchiveTree(tree.root / archive), DEVKIT, DEVKIT_ARCHIVE  # 2.5 MB, read in memory
     else:
         return None
-    paths = {name: _join(folder, name) for name in (META_MAT, GROUND_TRUTH)}
+    paths = {name: tree_path(folder, name) for name in (META_MAT, GROUND_TRUTH)}
     return {name: devkit.read(path) for name, path in paths.items() if devkit.exists(path)}, where
 
 
@@ -153,13 +149,13 @@ def read_val_labels(tree: FileTree, root: str) -> tuple[dict[str, str] | None, d
             source = f"{where} {GROUND_TRUTH}"
             with _reading(tree, source):
                 labels = parse_ground_truth(files[GROUND_TRUTH].decode(), wnid_of_id)
-    if not words and tree.exists(_join(root, LOC_SYNSETS)):
+    if not words and tree.exists(tree_path(root, LOC_SYNSETS)):
         with _reading(tree, LOC_SYNSETS):
-            words = parse_synset_mapping(tree.read(_join(root, LOC_SYNSETS)).decode())
-    if labels is None and tree.exists(_join(root, LOC_SOLUTION)):
+            words = parse_synset_mapping(tree.read(tree_path(root, LOC_SYNSETS)).decode())
+    if labels is None and tree.exists(tree_path(root, LOC_SOLUTION)):
         source = LOC_SOLUTION
         with _reading(tree, source):
-            labels = parse_loc_solution(tree.read(_join(root, LOC_SOLUTION)).decode())
+            labels = parse_loc_solution(tree.read(tree_path(root, LOC_SOLUTION)).decode())
     return labels, words, source
 
 
@@ -180,7 +176,7 @@ def _check_classes(labels: dict[str, str], class_of: dict[str, int], source: str
 
 def _check_folders(tree: FileTree, root: str, train_classes: list[str], val_classes: list[str]) -> None:
     """Two ways a folder is not yet ImageNet as published, each one line saying what to do."""
-    if not train_classes and any(n.endswith(".tar") for n in tree.listdir(_join(root, "train"))):
+    if not train_classes and any(n.endswith(".tar") for n in tree.listdir(tree_path(root, "train"))):
         raise UserError(f"train/ in ImageNet folder '{tree.description}' holds per-class .tar files; extract each "
                         f"train/<wnid>.tar into train/<wnid>/")
     extra = sorted(set(val_classes) - set(train_classes)) if train_classes else []
@@ -197,7 +193,7 @@ def _label_flat_val(
     _check_classes(present, class_of, source, tree)
     items, skipped = [], []
     for name in sorted(names, key=natural_key):
-        path = _join(root, "val", name)
+        path = tree_path(root, "val", name)
         if _stem(name) in present:
             items.append(Item(path, label=class_of[present[_stem(name)]]))
         else:
@@ -207,9 +203,9 @@ def _label_flat_val(
 
 def index_imagenet(tree: FileTree, root: str) -> DatasetIndex:
     """The ILSVRC-2012 folder at ``root`` -> its ``train`` and ``val`` items (see the module docstring)."""
-    train_classes = [c for c in tree.subfolders(_join(root, "train")) if not c.startswith(".")]
-    val_classes = [c for c in tree.subfolders(_join(root, "val")) if not c.startswith(".")]
-    flat_val = [n for n in tree.listdir(_join(root, "val")) if not n.startswith(".")]
+    train_classes = [c for c in tree.subfolders(tree_path(root, "train")) if not c.startswith(".")]
+    val_classes = [c for c in tree.subfolders(tree_path(root, "val")) if not c.startswith(".")]
+    flat_val = [n for n in tree.listdir(tree_path(root, "val")) if not n.startswith(".")]
     _check_folders(tree, root, train_classes, val_classes)
     folder_splits = tuple(s for s, classes in (("train", train_classes), ("val", val_classes)) if classes)
     by_folder = index_class_folders(tree, root, folder_splits)

@@ -39,7 +39,7 @@ from tqdm import tqdm
 from ssl_ctx.data.archives import FileTree, FolderTree
 from ssl_ctx.data.cache import FORMAT_VERSION, CachedSplit, is_complete, locked, read_cache_meta, size_tag
 from ssl_ctx.data.cache_writer import PartialBuild, SplitWriter, StaleBuild
-from ssl_ctx.data.catalogue import FOLDER_DATASETS, check_limit, get_spec, parse_size
+from ssl_ctx.data.catalogue import check_limit, folder_dataset, get_spec, parse_size
 from ssl_ctx.data.datasets import DatasetIndex, DatasetSpec, Item, folder_listing
 from ssl_ctx.data.decode import DecoderPool, UnusableFile, decode_item
 from ssl_ctx.data.roots import cache_root
@@ -47,15 +47,11 @@ from ssl_ctx.data.sources import Source, locate_source
 from ssl_ctx.data.status import counts_text, log_warning, say
 from ssl_ctx.errors import UserError, warn
 from ssl_ctx.files import output_errors
+from ssl_ctx.host import cpu_cores
 
 LIMIT_SEED = 0
 CHECKPOINT_SECONDS = 10.0  # a kill loses at most this much decoding
 CHECKPOINT_EVERY_VARIABLE = "SSL_CTX_PREPARE_CHECKPOINT_EVERY"  # images between checkpoints instead (tests)
-
-
-def default_workers() -> int:
-    """Every core this process may use (its affinity mask, as taskset or a SLURM allocation set it)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def check_workers(workers: int | None) -> int:
@@ -65,7 +61,7 @@ def check_workers(workers: int | None) -> int:
         return 1
     if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
         raise UserError(f"bad number of workers {workers!r}; pass a positive number of processes "
-                        f"(this machine lets this process use {default_workers()} cores)")
+                        f"(this machine lets this process use {cpu_cores()} cores)")
     return int(workers)
 
 
@@ -243,7 +239,7 @@ def prepare(
     ``limit``: at most this many images per split (see the module docstring). ``workers``: processes that
     decode; None = 1, decoding in this process, as ``load_split`` does (it runs inside training processes, and the
     datasets it prepares on first use are small); ``ssl-ctx data prepare`` uses every core by default
-    (:func:`default_workers`). As with any ``multiprocessing`` pool, a script that asks for more than one worker
+    (:func:`~ssl_ctx.host.cpu_cores`). As with any ``multiprocessing`` pool, a script that asks for more than one worker
     calls this under ``if __name__ == "__main__":`` (the workers import the script). Idempotent: an existing
     complete cache is returned untouched, except the cache of an ``imagefolder:`` whose files changed since it was
     built (added, removed or rewritten: :func:`~ssl_ctx.data.datasets.folder_listing`), which is rebuilt after one
@@ -387,7 +383,7 @@ def _where(spec: DatasetSpec, source: Source) -> str:
 
 def _folder_kind(spec: DatasetSpec) -> str:
     """What a folder dataset is called in messages: ``image folder``, ``VOC folder``, ..."""
-    return next(entry.what for prefix, entry in FOLDER_DATASETS.items() if spec.name.startswith(prefix))
+    return folder_dataset(spec)[1].what
 
 
 def _bytes_needed(plans: dict[str, SplitPlan], size: tuple[int, int]) -> int:

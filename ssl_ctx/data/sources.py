@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ssl_ctx.data.archives import EXTRACTED_MARKER, ArchiveTree, FileTree, FolderTree, archive_stem, extract_archive
-from ssl_ctx.data.catalogue import FOLDER_DATASETS, get_spec
+from ssl_ctx.data.catalogue import folder_dataset, get_spec
 from ssl_ctx.data.datasets import DatasetSpec, Layout
 from ssl_ctx.data.roots import cache_root, data_root
 from ssl_ctx.data.status import say
@@ -65,8 +65,7 @@ def locate_source(spec: DatasetSpec) -> Source:
         tree, layout = FolderTree(spec.folder), spec.layouts[0]
         root = layout.find_root(tree.files())
         if root is None:
-            prefix = spec.name[: len(spec.name) - len(str(spec.folder))]
-            entry = FOLDER_DATASETS[prefix]
+            prefix, entry = folder_dataset(spec)
             raise UserError(f"{entry.what} '{spec.folder}' does not hold the expected files: pass {prefix}<path> where "
                             f"{entry.holds}")
         return Source("folder", spec.folder, layout, tree, root)

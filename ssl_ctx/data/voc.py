@@ -44,7 +44,7 @@ import numpy as np
 
 from ssl_ctx.data.archives import FileTree
 from ssl_ctx.data.cache import IGNORE_INDEX
-from ssl_ctx.data.datasets import DatasetIndex, Item, Layout
+from ssl_ctx.data.datasets import DatasetIndex, Item, Layout, tree_path, tree_text
 
 VOC_CLASSES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable", "dog",
@@ -120,12 +120,7 @@ def label_set(objects: list[VocObject], class_of: dict[str, int]) -> np.ndarray:
 
 def _ids(tree: FileTree, path: str) -> list[str]:
     """The image ids of an ImageSets list (first word of each line; the per-class lists have a second one)."""
-    text = tree.read(path).decode("utf-8", errors="replace")
-    return [line.split()[0] for line in text.splitlines() if line.strip()]
-
-
-def _join(root: str, *parts: str) -> str:
-    return "/".join([root, *parts]) if root else "/".join(parts)
+    return [line.split()[0] for line in tree_text(tree, path).splitlines() if line.strip()]
 
 
 def find_voc_root(paths: list[str]) -> str | None:
@@ -140,14 +135,14 @@ def find_voc_root(paths: list[str]) -> str | None:
 
 def index_voc(tree: FileTree, root: str) -> DatasetIndex:
     """Every ImageSets list of the folder -> its split's items (see the module docstring)."""
-    lists = {split: _join(root, "ImageSets", "Main", f"{split}.txt") for split in SPLIT_NAMES}
-    lists.update({SEGMENTATION_PREFIX + split: _join(root, "ImageSets", "Segmentation", f"{split}.txt")
+    lists = {split: tree_path(root, "ImageSets", "Main", f"{split}.txt") for split in SPLIT_NAMES}
+    lists.update({SEGMENTATION_PREFIX + split: tree_path(root, "ImageSets", "Segmentation", f"{split}.txt")
                   for split in SPLIT_NAMES})
     split_ids = {split: _ids(tree, path) for split, path in lists.items() if tree.exists(path)}
     annotations: dict[str, list[VocObject]] = {}
     problems: dict[str, str] = {}
     for image_id in dict.fromkeys(i for ids in split_ids.values() for i in ids):
-        path = _join(root, "Annotations", f"{image_id}.xml")
+        path = tree_path(root, "Annotations", f"{image_id}.xml")
         if not tree.exists(path):
             problems[image_id] = f"no annotation {path}"
             continue
@@ -167,7 +162,7 @@ def index_voc(tree: FileTree, root: str) -> DatasetIndex:
         splits[split], skipped[split] = [], []
         segmentation = split.startswith(SEGMENTATION_PREFIX)
         for image_id in ids:
-            image = _join(root, "JPEGImages", f"{image_id}.jpg")
+            image = tree_path(root, "JPEGImages", f"{image_id}.jpg")
             if image_id in problems:
                 skipped[split].append((image, problems[image_id]))
                 continue
@@ -179,7 +174,7 @@ def index_voc(tree: FileTree, root: str) -> DatasetIndex:
                 boxes_in_pixels=True, label_set=label_set(objects, class_of),
             )
             if segmentation:
-                item.label_map = _join(root, "SegmentationClass", f"{image_id}.png")
+                item.label_map = tree_path(root, "SegmentationClass", f"{image_id}.png")
                 if not tree.exists(item.label_map):
                     skipped[split].append((image, f"no label map {item.label_map}"))
                     continue

@@ -3,14 +3,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import platform
-import re
-from pathlib import Path
 
 import torch
 
 from ssl_ctx.config import TrainConfig
 from ssl_ctx.errors import UserError
+from ssl_ctx.host import cpu_model
 
 
 def resolve_device(name: str) -> torch.device:
@@ -29,15 +27,6 @@ def resolve_device(name: str) -> torch.device:
         raise UserError(f"train.device='{name}' is not a device; use auto, cpu, cuda or cuda:N") from None
 
 
-def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo``), else what ``platform`` knows."""
-    model = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        found = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.MULTILINE)
-        model = found.group(1).strip() if found else model
-    return model
-
-
 def describe_device(device: torch.device | str | None = None) -> str:
     """``cuda: NVIDIA H200, 140 GiB, 132 SMs, CUDA 12.8`` or ``cpu: <model>, 2 cores, torch threads 2``: what
     records and benchmarks say ran them (default: the GPU when there is one)."""
@@ -47,11 +36,6 @@ def describe_device(device: torch.device | str | None = None) -> str:
         return (f"cuda: {props.name}, {props.total_memory / 2**30:.0f} GiB, {props.multi_processor_count} SMs, "
                 f"CUDA {torch.version.cuda}")
     return f"cpu: {cpu_model()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}"
-
-
-def cpu_cores() -> int:
-    """Cores this process may run on (its affinity mask, as taskset or a SLURM allocation set it)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def cpu_has_native_bf16() -> bool:

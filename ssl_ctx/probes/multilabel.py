@@ -33,13 +33,13 @@ from ssl_ctx.probes.classification import (
 )
 from ssl_ctx.probes.common import ProbeContext
 from ssl_ctx.probes.metrics import multilabel_mean_ap
-from ssl_ctx.probes.svm import fit_voc_svms
+from ssl_ctx.probes.svm import fit_voc_svms, training_sides
 from ssl_ctx.registry import PROBES
 
 MULTILABEL_DATASETS = "voc:<VOCdevkit/VOC2007>"  # named when a dataset without class sets is given
 
 
-def present(targets: torch.Tensor | np.ndarray) -> float:
+def chance_map(targets: torch.Tensor | np.ndarray) -> float:
     """Chance level of the mean AP: the mean share of (non-difficult) positives over classes, the AP that scores
     carrying no information reach on average."""
     targets = np.asarray(targets)
@@ -80,7 +80,7 @@ def run_multilabel_classification(context: ProbeContext) -> dict[str, Any]:
     if context.solver == "svm":
         return _svm_probe(context)
     metrics, details, eval_split = train_pooled_head(context, MultiLabelProbe, "label_sets", MULTILABEL_DATASETS)
-    details.update(chance={"map": present(eval_split.label_sets)}, headline=["map"])
+    details.update(chance={"map": chance_map(eval_split.label_sets)}, headline=["map"])
     return {"metrics": metrics, "details": details}
 
 
@@ -88,7 +88,7 @@ def cross_validated_classes(targets: np.ndarray, class_names: list[str], folds: 
     """Bool ``(K,)``: the classes with at least ``folds`` positive and ``folds`` negative training images (a
     difficult-only image is a negative in training), which a ``folds``-fold cross-validation can choose a cost for.
     The others (present in every image of a small own set, say) are left out of the mean AP, named in a warning."""
-    positives, negatives = (targets == 1).sum(0), (targets != 1).sum(0)
+    positives, negatives = training_sides(targets)
     usable = (positives >= folds) & (negatives >= folds)
     if not usable.any():
         raise UserError(f"no class has {folds} positive and {folds} negative training images, which "
@@ -119,7 +119,7 @@ def _svm_probe(context: ProbeContext) -> dict[str, Any]:
     protocol = (f"frozen encoder, one linear SVM per class per layer on avg-pooled features (~{probe.pooled_features}"
                 f" per layer), cost chosen by {probe.svm_folds}-fold cross-validation on the training split (VISSL's "
                 f"VOC07 benchmark)")
-    outcome = per_layer_outcome(pooled, "map", scores, fits, present(eval_targets), protocol)
+    outcome = per_layer_outcome(pooled, "map", scores, fits, chance_map(eval_targets), protocol)
     outcome["details"]["classes"] = {"scored": [c for c, kept in zip(class_names, usable) if kept],
                                      "left_out": [c for c, kept in zip(class_names, usable) if not kept]}
     return outcome

@@ -131,6 +131,13 @@ def _check_costs(costs: Sequence[float]) -> tuple[float, ...]:
     return tuple(float(c) for c in costs)
 
 
+def training_sides(targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(positive, negative) training images per class of ``(N, K)`` targets, as the SVMs train: present against
+    absent or difficult only (:func:`_svm_labels`). A class needs ``folds`` of each to be cross-validated."""
+    positives = (np.asarray(targets) == PRESENT).sum(0)
+    return positives, len(targets) - positives
+
+
 def _check_targets(features: np.ndarray, targets: np.ndarray, folds: int) -> np.ndarray:
     """The ``(N, K)`` targets as int8, once they fit ``features`` and the cross-validation."""
     targets = np.asarray(targets)
@@ -144,8 +151,7 @@ def _check_targets(features: np.ndarray, targets: np.ndarray, folds: int) -> np.
     if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
         raise UserError(f"cross-validation folds must be an integer of 2 or more, got {folds!r}; VISSL uses "
                         f"{CROSS_VALIDATION_FOLDS}")
-    positives = (targets == PRESENT).sum(0)
-    negatives = len(targets) - positives
+    positives, negatives = training_sides(targets)
     for k in range(targets.shape[1]):
         if min(positives[k], negatives[k]) < folds:
             raise UserError(f"class {k} has {positives[k]} positive and {negatives[k]} negative training images; "
@@ -208,7 +214,7 @@ def fit_voc_svms(train_features: np.ndarray, train_targets: np.ndarray, costs: S
     """
     from tqdm.auto import tqdm
 
-    from ssl_ctx.engine.device import cpu_cores
+    from ssl_ctx.host import cpu_cores
 
     costs = _check_costs(costs)
     targets = _check_targets(train_features, train_targets, folds)

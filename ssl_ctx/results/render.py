@@ -191,7 +191,7 @@ def build_report(summary: pd.DataFrame, provenance: str, baseline: str | None,
     extra = []
     if pretext is not None and (not pretext[0].empty or pretext[1]):
         extra.append(pretext_table(*pretext))
-    if paper and not any(t.header[-1].startswith("paper: ") for t in probes):  # no probe took the paper's column
+    if paper and not summary["paper"].astype(bool).any():  # no probe shows the published numbers beside ours
         extra.append(paper_table())
     return Report(provenance, probes, legend(baseline if has_baseline else None), extra)
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create .venv and install ssl_ctx (plus the example plug-in and test tools) with the pinned CPU wheels.
+# Create .venv and install ssl_ctx (plus the example plug-ins and test tools) with the torch / torchvision pair
+# pinned in constraints.txt (on x86_64 Linux pip's build of that pair is the CUDA one; it runs on the CPU too).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv

@@ -26,7 +26,8 @@ def _load(args: argparse.Namespace, shorthands: dict[str, str] | None = None):
 def cmd_data_prepare(args: argparse.Namespace) -> None:
     from ssl_ctx.data import prepare_command
 
-    prepare_command(args.name, size=args.size, limit=args.limit, workers=args.workers)  # prepare checks the values
+    prepare_command(args.name, size=args.size, limit=args.limit, workers=args.workers,  # prepare checks the values
+                    resize=args.resize)
 
 
 def cmd_data_scenes(args: argparse.Namespace) -> None:
@@ -135,6 +136,14 @@ def build_parser() -> argparse.ArgumentParser:
                                       "<path> is looked up in $SSL_CTX_DATA too")
     prepare.add_argument("--size", help="cache resolution HxW, or one side for a square (default: the dataset's own, e.g. 64x64)")
     prepare.add_argument("--limit", type=int, help="keep only N images per split (class-stratified)")
+    prepare.add_argument("--resize", metavar="{shorter_side,squeeze,center_crop}",  # checked by the data layer
+                         help="how an image becomes the cache's HxW: shorter_side scales it so that its shorter side "
+                              "fits, then keeps the centre (aspect kept; the paper's); squeeze stretches the whole "
+                              "image (aspect lost, nothing cut off); center_crop keeps the centre at the image's own "
+                              "scale (scaled up only where smaller). Default: the dataset's (shorter_side for "
+                              "photos: tiny-imagenet-200, cifar10, imagefolder:, imagenet:; squeeze where label "
+                              "maps or boxes cover the whole image: camvid, cmp-facade, voc:); another policy is "
+                              "cached in <H>x<W>-<policy>/")
     prepare.add_argument("--workers", type=int, metavar="N",
                          help="processes that decode and resize images (default: every core this process may use); "
                               "the cache is the same whatever N")

@@ -51,7 +51,9 @@ class DataConfig:
     dataset: str = "tiny-imagenet-200"
     train_split: str = "train"
     eval_split: str = "val"
-    # Cache resolution (height, width); null = the dataset's default (64 for Tiny-ImageNet, 32 for CIFAR-10 ...).
+    # Cache resolution (height, width); null = the dataset's default (64 for Tiny-ImageNet, 32 for CIFAR-10 ...),
+    # except an imagefolder:, whose photos have no size of their own: null = the network's input size
+    # (data.input_size, else the encoder's), so that a run trains and probes at the size it was built for.
     cache_size: list[int] | None = None
     # Images per split taken from the cache (null = all): small slices for quick runs and tests.
     limit: int | None = None
@@ -62,6 +64,20 @@ class DataConfig:
     # (1.0 = whole image), then resize to input_size, then horizontal flip.
     crop_scale: float = 1.0
     hflip: bool = True
+    # How an image becomes the cache's H x W (`ssl-ctx data prepare --resize`); null = the dataset's default:
+    #   shorter_side  scaled so that its shorter side fits, then the centre kept (the paper's: the released code
+    #                 rescales the short side, then crops): the default for photos of any shape (imagefolder:,
+    #                 imagenet:)
+    #   squeeze       the whole image stretched to H x W (aspect lost, nothing cropped): the default where label
+    #                 maps or boxes cover the whole image (camvid, cmp-facade, voc:) and for the square images of
+    #                 tiny-imagenet-200 and cifar10 (there every policy gives the same pixels)
+    #   center_crop   the centre H x W at the image's own scale (scaled up only where it is smaller)
+    resize: str | None = None
+    # A dataset with a single split ('all': an image folder without split folders) is split in two for a run:
+    # this seeded fraction of its images is held out as 'val' (what "held-out" numbers are measured on) and the
+    # rest is 'train'. data.train_split=all data.eval_split=all uses every image for both, and says so.
+    holdout_fraction: float = 0.1
+    holdout_seed: int = 0
 
 
 @dataclass
@@ -156,7 +172,9 @@ class TrainConfig:
     """The one training loop (``ssl_ctx.engine.trainer``)."""
 
     epochs: int = 1
-    max_steps: int | None = None  # stop early after this many optimiser steps (all epochs together)
+    # The run's length when set: exactly this many optimiser steps, over as many epochs as they take (epochs is then
+    # not used); null = `epochs` whole epochs. A run prints its step count and what set it before it starts.
+    max_steps: int | None = None
     batch_size: int = 64  # global batch; divided among processes under torchrun
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -381,7 +399,10 @@ def overrides_to_dict(overrides: list[str] | dict[str, Any]) -> dict[str, Any]:
         *parents, leaf = dotted.split(".")
         for part in parents:
             node = node.setdefault(part, {})
-        node[leaf] = value
+        # a mapping joins what the same key already holds (bench.pretext_overrides.data.dataset=... beside the
+        # bench config's other pretext overrides) rather than replacing it
+        node[leaf] = _merge(node[leaf], value) if isinstance(value, dict) and isinstance(node.get(leaf), dict) \
+            else value
     return nested
 
 
@@ -439,7 +460,7 @@ _COUNT, _NON_NEGATIVE, _FRACTION = _at_least(1), _at_least(0), _between(0, 1, lo
 # null (where a field allows it) always passes.
 VALUE_RULES: dict[str, tuple[Callable[[Any], bool], str, str]] = {
     "data.limit": _COUNT, "data.eval_limit": _COUNT, "data.input_size": _COUNT, "data.cache_size": _COUNT,
-    "data.crop_scale": _FRACTION,
+    "data.crop_scale": _FRACTION, "data.holdout_fraction": _between(0, 1, True, True),
     "mask.central_fraction": _between(0, 1, True, True), "mask.block_fraction": _FRACTION,
     "mask.block_max_area": _FRACTION, "mask.noise_resolution": _FRACTION, "mask.density": _between(0, 1, True, True),
     "mask.min_area": _between(0, 1), "mask.max_area": _FRACTION,

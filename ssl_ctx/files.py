@@ -111,6 +111,22 @@ def require_writable(folder: str | os.PathLike) -> Path:
     return folder
 
 
+@contextlib.contextmanager
+def removed_if_failed(run_dir: str | os.PathLike, kept: str = "checkpoints") -> Iterator[Path]:
+    """Run a block that makes ``run_dir``: when the block raises and the folder did not exist before it and holds
+    nothing under ``kept`` (work a later ``--resume`` continues from), the folder is removed, so a run that failed
+    at its start (a bad split name, a method's own error) leaves no half-made folder (TensorBoard files, a config)
+    behind. A folder that existed before, or holds a checkpoint, is left as it is."""
+    run_dir = Path(run_dir)
+    existed = run_dir.exists()
+    try:
+        yield run_dir
+    except BaseException:
+        if not existed and not any(path.is_file() for path in (run_dir / kept).rglob("*")):
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+
+
 def tensor_bytes(value: Any) -> int:
     """Bytes of the tensors in a nested dict/list (anything with ``numel`` and ``element_size``, as torch tensors
     have): about the size of the file they are saved to, the space a writer reserves."""

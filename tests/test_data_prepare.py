@@ -372,8 +372,51 @@ def test_imagefolder_both_layouts(env: Path) -> None:
     assert val.class_names == ["cat", "dog"] and val.labels.tolist() == [1]
     with pytest.raises(UserError, match="has no split 'test'; splits: train, val"):
         load_split(f"imagefolder:{nested}", "test", size=8)
-    with pytest.raises(UserError, match="is not a folder"):
+    with pytest.raises(UserError) as caught:
         prepare(f"imagefolder:{env / 'missing'}", progress=False)
+    assert str(caught.value) == (f"image folder '{env / 'missing'}' is not a folder; pass imagefolder:<path> where "
+                                 f"<path> holds the images: straight in it (one unlabelled split 'all'), in "
+                                 f"<path>/<class>/, or in <path>/<split>/<class>/")
+
+
+def test_files_a_layout_leaves_out_are_counted_and_named(env: Path, capsys, caplog) -> None:
+    mixed = write_folder(env / "mixed", {
+        **{f"photo{i}.png": rgb((10 * i, 0, 0), (12, 8), "PNG") for i in range(5)},
+        "thumbs/one.png": rgb((0, 0, 200), (12, 8), "PNG"),
+        ".DS_Store": b"hidden: not an image, not counted",
+    })
+    capsys.readouterr()
+    folder = prepare_command(f"imagefolder:{mixed}", 16, None, workers=1)
+    out, err = capsys.readouterr()
+    assert out.startswith(f"{folder}: all 1 images; 5 file(s) skipped; resized by ")
+    reason = ("at the folder's top, outside every class folder <path>/<class>/ (a folder with sub-folders is read "
+              "as one class per sub-folder)")
+    skipping = [f"imagefolder:{mixed} all: skipping '{mixed / f'photo{i}.png'}': {reason}" for i in range(5)]
+    assert [w for w in warnings_of(caplog) if ": skipping '" in w] == skipping
+    assert [line for line in err.splitlines() if line.startswith("ssl-ctx: warning:")] == [
+        f"ssl-ctx: warning: most of the files of image folder '{mixed}' (5 of 6) are at its top, outside the class "
+        f"folders [thumbs] and are left out (a folder with sub-folders is read as one class per sub-folder): if "
+        f"they are your images, move the sub-folders out (a folder of images alone is one unlabelled split 'all')"]
+    split_meta = json.loads((folder / "all" / "meta.json").read_text())
+    assert [entry["path"] for entry in split_meta["skipped"]] == [f"photo{i}.png" for i in range(5)]
+
+    nested = write_folder(env / "nested", {
+        "train/cat/1.png": rgb((1, 1, 1), fmt="PNG"), "train/dog/1.png": rgb((2, 2, 2), fmt="PNG"),
+        "train/stray.png": rgb((3, 3, 3), fmt="PNG"), "top.png": rgb((4, 4, 4), fmt="PNG"),
+        "val/dog/1.png": rgb((5, 5, 5), fmt="PNG"),
+    })
+    capsys.readouterr()
+    folder = prepare_command(f"imagefolder:{nested}", 8, None, workers=1)
+    out, err = capsys.readouterr()
+    assert out.startswith(f"{folder}: train 2, val 1 images; 2 file(s) skipped; ")
+    assert "ssl-ctx: warning:" not in err  # fewer left out than kept: the skip lines say it
+    skipped = json.loads((folder / "train" / "meta.json").read_text())["skipped"]
+    assert skipped == [
+        {"path": "top.png", "reason": "at the folder's top, outside every split folder <path>/<split>/<class>/ (a "
+                                      "folder whose sub-folders are all named like splits is read as "
+                                      "<path>/<split>/<class>/)"},
+        {"path": "train/stray.png", "reason": "directly in <path>/train/, outside every class folder "
+                                              "<path>/train/<class>/"}]
 
 
 def test_limit_is_class_stratified_and_deterministic(env: Path) -> None:
@@ -397,7 +440,8 @@ def test_cache_files_and_prepare_command(env: Path, capsys) -> None:
     write_tar(env / "data" / "cifar10-jpeg.tar.gz", cifar_jpeg_files())
     folder = prepare_command("cifar10", "16x16", None)
     out = capsys.readouterr().out.strip().splitlines()
-    assert out == [f"{folder}: train 6, test 2 images; 0 file(s) skipped"]
+    assert out == [f"{folder}: train 6, test 2 images; 0 file(s) skipped; resized by squeeze (whole image stretched "
+                   f"to 16x16, aspect ratio not kept; --resize shorter_side keeps it and crops)"]
     assert folder == env / "cache" / "cifar10" / "16x16"
     assert sorted(p.name for p in (folder / "train").iterdir()) == ["images.npy", "labels.npy", "meta.json"]
     split = load_split("cifar10", "train", size=16)

@@ -126,8 +126,8 @@ def test_processes_draw_different_dropout_but_resume_repeats_it():
 def environment(real_data_env: dict[str, str]) -> dict[str, str]:
     env = {**os.environ, **real_data_env, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     # Prepare the data slice once, before several processes want it.
-    run([sys.executable, "-c", "from ssl_ctx.config import load_config; from ssl_ctx.data.loader import "
-         f"load_splits; load_splits(load_config({str(CONFIG)!r}).data)"], env)
+    run([sys.executable, "-c", "from ssl_ctx.config import load_config; from ssl_ctx.data.run_data import "
+         f"load_run_data; load_run_data(load_config({str(CONFIG)!r}).data)"], env)
     return env
 
 

@@ -284,7 +284,7 @@ def test_latex_compiles_without_packages_or_overfull_tables(made, tmp_path):
 
 
 def test_figures_are_written_as_png(made):
-    for name in ("figure.png", "layers.png", "pretext.png"):
+    for name in ("figure.png", "layers.png", "delta.png", "pretext.png"):
         data = (made / name).read_bytes()
         assert data.startswith(PNG_MAGIC) and len(data) > 5000, name
     provenance = json.loads((made / "provenance.json").read_text())
@@ -294,7 +294,7 @@ def test_figures_are_written_as_png(made):
 def test_existing_tables_are_kept_unless_overwrite(tmp_path):
     write_probe(tmp_path, "seg", "random_init", 0, {"miou": 0.25}, task="segmentation", metric="miou")
     table_command(tmp_path, command="ssl-ctx bench my.yaml")
-    assert not (tmp_path / "tables" / "layers.png").exists() and not (tmp_path / "tables" / "pretext.png").exists()
+    assert not any((tmp_path / "tables" / name).exists() for name in ("layers.png", "delta.png", "pretext.png"))
     with pytest.raises(UserError) as refused:
         table_command(tmp_path)
     message = str(refused.value)

@@ -7,7 +7,7 @@ Layout under ``<output_dir>/<name>/``::
 
     pretext/<method>/seed<k>/            record.json, checkpoints/last.pt, config.yaml, tensorboard/, features/
     probe/<probe>/<method>/seed<k>/      record.json, ...
-    tables/                              table.md, table.csv, table.tex, figure.png
+    tables/                              table.md, table.csv, table.tex, figure.png, layers.png, delta.png, pretext.png
     bench.yaml                           the resolved bench config (an earlier, different one is kept beside it)
     .bench.lock                          held while a bench runs in this folder
     logs/, submitit/                     the output of cells run by worker processes, of submitit jobs

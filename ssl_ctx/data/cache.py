@@ -1,6 +1,7 @@
 """The prepared cache: its layout, where it lives, and how training opens it (:class:`CachedSplit`).
 
-Layout of one cache (``cache_root()/<dataset>/<H>x<W>[-limit<N>]/``)::
+Layout of one cache (``cache_root()/<dataset>/<H>x<W>[-<resize policy>][-limit<N>]/``, the policy named only when
+it is not the dataset's default)::
 
     meta.json                 the cache is complete only once this file exists (it is the last file written)
     <split>/images.npy        (N, H, W, 3) uint8
@@ -48,9 +49,11 @@ CHECKPOINT_FILE = ".checkpoint.npz"
 # ------------------------------------------------------------------------------------------- paths
 
 
-def size_tag(size: tuple[int, int], limit: int | None) -> str:
-    """``(64, 64), None -> '64x64'``; ``(32, 32), 100 -> '32x32-limit100'``."""
-    tag = f"{size[0]}x{size[1]}"
+def size_tag(size: tuple[int, int], limit: int | None, resize: str | None = None) -> str:
+    """``(64, 64), None -> '64x64'``; ``(32, 32), 100 -> '32x32-limit100'``; ``(64, 64), 5, 'squeeze' ->
+    '64x64-squeeze-limit5'``. ``resize``: the resize policy, given only when it is not the dataset's default (so
+    a default cache keeps the name it had before policies existed)."""
+    tag = f"{size[0]}x{size[1]}" + (f"-{resize}" if resize else "")
     return f"{tag}-limit{limit}" if limit is not None else tag
 
 
@@ -101,7 +104,7 @@ class CachedSplit:
     boxes; ``label_sets (N, K) int8 | None``: 1 present, 0 difficult only, -1 absent, over the dataset's classes
     (the top-level ``meta.json``'s ``class_names``); ``class_names`` (the split's own) index the labels,
     label-map values and box labels; ``mean_rgb`` is the split's mean pixel (0-255), used for example to fill
-    dropped regions.
+    dropped regions. ``selection``: which part of the cached split this is, where it is a part.
     """
 
     dataset: str
@@ -117,6 +120,9 @@ class CachedSplit:
     meta: dict[str, Any] = field(repr=False)
     label_sets: np.ndarray | None = None
     box_difficult: list[np.ndarray] | None = None
+    # A part of the cached split rather than all of it (ssl_ctx.data.run_data: a held-out part of a single-split
+    # dataset): which part, in words; it keys cached features apart from the whole split's.
+    selection: str = ""
 
     def __len__(self) -> int:
         return int(self.images.shape[0])

@@ -3,8 +3,9 @@
 ``get_spec(name)`` turns a dataset name (one of ``DATASET_NAMES``, or ``<prefix><path>`` for a prefix of
 ``FOLDER_DATASETS``) into its :class:`~ssl_ctx.data.datasets.DatasetSpec`; an unknown name is one line listing the
 known ones. ``parse_size`` is the one parser of cache sizes (``64``, ``"64x64"``, ``[180, 240]``: the ``--size`` of
-``ssl-ctx data prepare`` and ``data.cache_size``), ``check_limit`` the check of an images-per-split limit, and
-``cache_dir`` the folder under ``cache_root()`` that a (name, size, limit) is prepared into.
+``ssl-ctx data prepare`` and ``data.cache_size``), ``check_limit`` the check of an images-per-split limit,
+``resize_policy`` the resize policy a request means (``data.resize``, ``--resize``; None = the dataset's default),
+and ``cache_dir`` the folder under ``cache_root()`` that a (name, size, limit, resize) is prepared into.
 
 A folder dataset is read in place from ``<path>`` (relative paths are tried in ``data_root()`` too), in its
 prefix's layout; its cache folder is ``<kind>-<folder name>-<hash of the absolute path>`` (:func:`folder_key`),
@@ -21,10 +22,18 @@ from pathlib import Path
 import numpy as np
 
 from ssl_ctx.data.cache import size_tag
-from ssl_ctx.data.datasets import BUILTIN, IMAGEFOLDER_DEFAULT_SIZE, IMAGEFOLDER_LAYOUT, DatasetSpec, Layout
-from ssl_ctx.data.imagenet import IMAGENET_DEFAULT_SIZE, IMAGENET_LAYOUT
+from ssl_ctx.data.datasets import (
+    BUILTIN,
+    IMAGEFOLDER_DEFAULT_RESIZE,
+    IMAGEFOLDER_DEFAULT_SIZE,
+    IMAGEFOLDER_LAYOUT,
+    DatasetSpec,
+    Layout,
+)
+from ssl_ctx.data.decode import RESIZE_POLICIES
+from ssl_ctx.data.imagenet import IMAGENET_DEFAULT_RESIZE, IMAGENET_DEFAULT_SIZE, IMAGENET_LAYOUT
 from ssl_ctx.data.roots import cache_root, data_root
-from ssl_ctx.data.voc import VOC_DEFAULT_SIZE, VOC_LAYOUT
+from ssl_ctx.data.voc import VOC_DEFAULT_RESIZE, VOC_DEFAULT_SIZE, VOC_LAYOUT
 from ssl_ctx.errors import UserError, unknown_name_error
 
 DATASET_NAMES = tuple(BUILTIN)
@@ -34,26 +43,28 @@ MAX_SIDE = 4096
 
 @dataclass(frozen=True)
 class FolderDataset:
-    """How a dataset named ``<prefix><path>`` is read: the layout of the folder, its default cache size, and what
-    the folder should hold (said when ``<path>`` is not a folder)."""
+    """How a dataset named ``<prefix><path>`` is read: the layout of the folder, its default cache size and resize
+    policy, and what the folder should hold (said when ``<path>`` is not a folder)."""
 
     what: str
     layout: Layout
     default_size: tuple[int, int]
+    default_resize: str
     holds: str
 
 
 FOLDER_DATASETS = {
     IMAGEFOLDER_PREFIX: FolderDataset(
-        "image folder", IMAGEFOLDER_LAYOUT, IMAGEFOLDER_DEFAULT_SIZE,
-        "<path>/<class>/ or <path>/<split>/<class>/ holds the images",
+        "image folder", IMAGEFOLDER_LAYOUT, IMAGEFOLDER_DEFAULT_SIZE, IMAGEFOLDER_DEFAULT_RESIZE,
+        "<path> holds the images: straight in it (one unlabelled split 'all'), in <path>/<class>/, or in "
+        "<path>/<split>/<class>/",
     ),
     "imagenet:": FolderDataset(
-        "ImageNet folder", IMAGENET_LAYOUT, IMAGENET_DEFAULT_SIZE,
+        "ImageNet folder", IMAGENET_LAYOUT, IMAGENET_DEFAULT_SIZE, IMAGENET_DEFAULT_RESIZE,
         "<path>/train/<wnid>/ and <path>/val/ hold ILSVRC-2012's images (ssl_ctx/data/imagenet.py)",
     ),
     "voc:": FolderDataset(
-        "VOC folder", VOC_LAYOUT, VOC_DEFAULT_SIZE,
+        "VOC folder", VOC_LAYOUT, VOC_DEFAULT_SIZE, VOC_DEFAULT_RESIZE,
         "<path>/Annotations/, <path>/JPEGImages/ and <path>/ImageSets/ hold PASCAL VOC as published, e.g. "
         "VOCdevkit/VOC2007 (ssl_ctx/data/voc.py)",
     ),
@@ -85,6 +96,7 @@ def folder_spec(prefix: str, raw: str) -> DatasetSpec:
     return DatasetSpec(
         name=f"{prefix}{folder}",
         default_size=entry.default_size,
+        default_resize=entry.default_resize,
         splits=(),
         layouts=(entry.layout,),
         cache_key=folder_key(prefix, folder),
@@ -141,7 +153,32 @@ def check_limit(limit: int | None) -> int | None:
     return int(limit)
 
 
-def cache_dir(name: str, size: int | str | Sequence[int] | None = None, limit: int | None = None) -> Path:
-    """``cache_root()/<dataset>/<H>x<W>[-limit<N>]``: the folder ``prepare`` writes (it may not exist yet)."""
+def check_resize(spec: DatasetSpec, resize: str | None) -> str:
+    """The resize policy ``resize`` asks for on ``spec`` (None = its default); an unknown one is a
+    :class:`UserError` listing the policies."""
+    if resize is None:
+        return spec.default_resize
+    if resize not in RESIZE_POLICIES:
+        raise unknown_name_error("resize policy", str(resize), RESIZE_POLICIES)
+    return resize
+
+
+def resize_policy(name: str, resize: str | None = None) -> str:
+    """The resize policy (one of ``decode.RESIZE_POLICIES``) that ``resize`` means for dataset ``name``: itself,
+    or the dataset's default when None; an unknown one is a :class:`UserError` with a did-you-mean."""
+    return check_resize(get_spec(name), resize)
+
+
+def cache_tag(spec: DatasetSpec, size: tuple[int, int], limit: int | None, resize: str) -> str:
+    """The name of the cache folder of ``spec`` at ``size`` with ``limit`` and the (checked) policy ``resize``:
+    ``<H>x<W>[-limit<N>]`` for the dataset's default policy, ``<H>x<W>-<policy>[-limit<N>]`` for another."""
+    return size_tag(size, limit, None if resize == spec.default_resize else resize)
+
+
+def cache_dir(name: str, size: int | str | Sequence[int] | None = None, limit: int | None = None,
+              resize: str | None = None) -> Path:
+    """``cache_root()/<dataset>/<H>x<W>[-<policy>][-limit<N>]`` (:func:`cache_tag`): the folder ``prepare`` writes
+    (it may not exist yet)."""
     spec = get_spec(name)
-    return cache_root() / spec.key / size_tag(parse_size(size) or spec.default_size, check_limit(limit))
+    tag = cache_tag(spec, parse_size(size) or spec.default_size, check_limit(limit), check_resize(spec, resize))
+    return cache_root() / spec.key / tag

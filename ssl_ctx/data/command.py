@@ -1,9 +1,9 @@
 """What the ``ssl-ctx data`` verbs print: each runs its job, then prints a short summary on stdout.
 
 ``prepare_command`` (``ssl-ctx data prepare``) prepares a cache, decoding with every core this process may use
-unless told otherwise, and prints its folder, images per split and files skipped; ``scenes_command`` (``ssl-ctx
-data scenes``) writes the street + facade image folder and prints its images per split and class, and how to
-train on it. Errors are :class:`~ssl_ctx.errors.UserError`, printed by
+unless told otherwise, and prints its folder, images per split, files skipped and resize policy in words;
+``scenes_command`` (``ssl-ctx data scenes``) writes the street + facade image folder and prints its images per
+split and class, and how to train on it. Errors are :class:`~ssl_ctx.errors.UserError`, printed by
 ``ssl_ctx.cli``.
 """
 from __future__ import annotations
@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ssl_ctx.data.cache import read_cache_meta
+from ssl_ctx.data.decode import UNRECORDED_RESIZE, describe_resize
 from ssl_ctx.data.prepare import prepare
 from ssl_ctx.data.scenes import COMPLETE_MARKER, build_scene_folder
 from ssl_ctx.data.status import counts_text
@@ -24,12 +25,16 @@ def prepare_command(
     size: int | str | Sequence[int] | None = None,
     limit: int | None = None,
     workers: int | None = None,
+    resize: str | None = None,
 ) -> Path:
     """``ssl-ctx data prepare``: prepare with ``workers`` decoding processes (None = every core this process may
-    use, :func:`~ssl_ctx.host.cpu_cores`), then print one summary line (folder, images per split, skipped files)."""
-    folder = prepare(name, size, limit, progress=True, workers=cpu_cores() if workers is None else workers)
+    use, :func:`~ssl_ctx.host.cpu_cores`) and the resize policy ``resize`` (None = the dataset's), then print one
+    summary line (folder, images per split, skipped files, the policy in words)."""
+    folder = prepare(name, size, limit, progress=True, workers=cpu_cores() if workers is None else workers,
+                     resize=resize)
     meta = read_cache_meta(folder)
-    print(f"{folder}: {counts_text(meta['splits'])} images; {meta['skipped']} file(s) skipped")
+    print(f"{folder}: {counts_text(meta['splits'])} images; {meta['skipped']} file(s) skipped; "
+          f"{describe_resize(meta.get('resize', UNRECORDED_RESIZE), meta['size'])}")
     return folder
 
 

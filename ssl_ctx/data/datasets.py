@@ -21,8 +21,16 @@ Datasets
   (positions 4, 9, 14, ... counting from 0) is ``test`` and the rest is ``train`` (378 images -> 303 / 75).
 - ``imagefolder:<path>``: ``<path>/<split>/<class>/**`` when every top folder is named like a split
   (train, val, valid, validation, test, all), otherwise ``<path>/<class>/**`` as split ``all``. Every
-  non-hidden file under a class folder is tried as an image. A folder with no sub-folders, only image files,
-  is one unlabelled split ``all`` (enough for pretext training; probes need classes).
+  non-hidden file under a class folder is tried as an image; a non-hidden file that the layout leaves out (at
+  ``<path>``'s top beside class or split folders, or directly in ``<path>/<split>/``) is skipped, named, and when
+  such files outnumber the images kept, one warning says how the folder was read and what to move. A folder
+  with no sub-folders, only image files, is one unlabelled split ``all`` (enough for pretext training; probes
+  need classes).
+
+Each dataset has a default resize policy (``DatasetSpec.default_resize``, ``decode.RESIZE_POLICIES``):
+``shorter_side`` for photos of any shape (image folders, ImageNet), ``squeeze`` where label maps or boxes cover the
+whole image (camvid, cmp-facade, VOC) and for the square images of tiny-imagenet-200 and cifar10 (at a square size
+every policy gives the same pixels, so their caches stay as they were built).
 """
 from __future__ import annotations
 
@@ -41,6 +49,8 @@ import numpy as np
 
 from ssl_ctx.data.archives import FileTree
 from ssl_ctx.data.cache import IGNORE_INDEX
+from ssl_ctx.data.decode import SHORTER_SIDE, SQUEEZE
+from ssl_ctx.errors import warn
 
 SPLIT_FOLDER_NAMES = ("train", "val", "valid", "validation", "test", "all")
 
@@ -118,6 +128,7 @@ class DatasetSpec:
     layouts: tuple[Layout, ...]  # in order of preference
     cache_key: str = ""  # folder name under cache_root(); defaults to name
     folder: Path | None = None  # a folder dataset (<prefix><path>, catalogue.FOLDER_DATASETS): read in place
+    default_resize: str = SQUEEZE  # the resize policy when none is asked for (decode.RESIZE_POLICIES)
 
     @property
     def key(self) -> str:
@@ -419,11 +430,40 @@ def imagefolder_splits(tree: FileTree) -> tuple[str, ...]:
     return ("all",)
 
 
+CLASS_READING = "a folder with sub-folders is read as one class per sub-folder"
+SPLIT_READING = "a folder whose sub-folders are all named like splits is read as <path>/<split>/<class>/"
+UNLABELLED_READING = "a folder of images alone is one unlabelled split 'all'"
+
+
 def index_imagefolder(tree: FileTree, root: str) -> DatasetIndex:
+    """An image folder in whichever layout it has (module docstring). A non-hidden file that the layout leaves
+    out is skipped, named; when they outnumber the images kept, one warning says how the folder was read and how
+    to have them read."""
     splits = imagefolder_splits(tree)
     if splits == ("all",):
-        return _index_flat_classes(tree)
-    return index_class_folders(tree, root, splits)
+        index = _index_flat_classes(tree)
+        where, reading, fix = ("at its top, outside the class folders", CLASS_READING,
+                               "move the sub-folders out")
+    else:
+        index = index_class_folders(tree, root, splits)
+        index.skipped = {split: _files_in(tree, tree_path(root, split), f"directly in <path>/{split}/, outside "
+                                          f"every class folder <path>/{split}/<class>/") for split in splits}
+        index.skipped[splits[0]][:0] = _files_in(tree, root, f"at the folder's top, outside every split folder "
+                                                             f"<path>/<split>/<class>/ ({SPLIT_READING})")
+        where, reading, fix = (f"outside the class folders of its split folders {'/, '.join(splits)}/",
+                               SPLIT_READING, "put them in <path>/<split>/<class>/, or in a folder of their own")
+    left_out, kept = sum(map(len, index.skipped.values())), sum(map(len, index.splits.values()))
+    if left_out > kept:
+        classes = ", ".join(index.class_names[:5]) + (", ..." if len(index.class_names) > 5 else "")
+        warn(f"most of the files of image folder '{tree.description}' ({left_out} of {left_out + kept}) are {where} "
+             f"[{classes}] and are left out ({reading}): if they are your images, {fix} ({UNLABELLED_READING})")
+    return index
+
+
+def _files_in(tree: FileTree, folder: str, reason: str) -> list[tuple[str, str]]:
+    """The non-hidden files directly in ``folder``, each with ``reason``: the files a layout leaves out."""
+    return [(tree_path(folder, name), reason) for name in sorted(tree.listdir(folder), key=natural_key)
+            if not _is_hidden(name)]
 
 
 def _index_flat_classes(tree: FileTree) -> DatasetIndex:
@@ -439,7 +479,8 @@ def _index_flat_classes(tree: FileTree) -> DatasetIndex:
         if sep and cls in class_of and not _is_hidden(path):
             items.append(Item(path, label=class_of[cls]))
     items.sort(key=lambda item: (item.label, natural_key(item.path)))
-    return DatasetIndex(splits={"all": items}, class_names=class_names, has_labels=True)
+    skipped = _files_in(tree, "", f"at the folder's top, outside every class folder <path>/<class>/ ({CLASS_READING})")
+    return DatasetIndex(splits={"all": items}, class_names=class_names, has_labels=True, skipped={"all": skipped})
 
 
 def folder_listing(tree: FileTree) -> str:
@@ -461,6 +502,7 @@ def folder_listing(tree: FileTree) -> str:
 TINY_IMAGENET = DatasetSpec(
     name="tiny-imagenet-200",
     default_size=(64, 64),
+    default_resize=SQUEEZE,  # square images: every policy gives the same pixels; caches stay as built
     splits=("train", "val"),
     layouts=(
         Layout(
@@ -475,6 +517,7 @@ TINY_IMAGENET = DatasetSpec(
 CIFAR10 = DatasetSpec(
     name="cifar10",
     default_size=(32, 32),
+    default_resize=SQUEEZE,  # square images: every policy gives the same pixels; caches stay as built
     splits=("train", "test"),
     layouts=(
         Layout(
@@ -494,6 +537,7 @@ CIFAR10 = DatasetSpec(
 CAMVID = DatasetSpec(
     name="camvid",
     default_size=(180, 240),
+    default_resize=SQUEEZE,
     splits=("train", "val", "test"),
     layouts=(
         Layout(
@@ -507,6 +551,7 @@ CAMVID = DatasetSpec(
 CMP_FACADE = DatasetSpec(
     name="cmp-facade",
     default_size=(256, 256),
+    default_resize=SQUEEZE,
     splits=("train", "test"),
     layouts=(
         Layout(
@@ -519,6 +564,7 @@ CMP_FACADE = DatasetSpec(
     ),
 )
 IMAGEFOLDER_DEFAULT_SIZE = (128, 128)
+IMAGEFOLDER_DEFAULT_RESIZE = SHORTER_SIDE  # photos: aspect kept, the centre cached
 IMAGEFOLDER_LAYOUT = Layout(archives=(), folders=(), find_root=lambda paths: "", index=index_imagefolder)
 
 BUILTIN = {spec.name: spec for spec in (TINY_IMAGENET, CIFAR10, CAMVID, CMP_FACADE)}

@@ -1,10 +1,17 @@
 """Decoding dataset files into cache arrays: images to resized RGB, label maps to resized class indices.
 
 ``decode_item`` turns one :class:`~ssl_ctx.data.datasets.Item` of a dataset's index into the arrays the cache
-writer takes: the image decoded with PIL and converted to RGB (grayscale, CMYK, RGBA, palette, 16-bit), resized
-to ``(H, W)`` (bilinear, antialiased), its label map resized with nearest neighbour and mapped through the
-dataset's lookup table, and boxes in pixels made relative. A file that cannot be used raises
-:class:`UnusableFile` naming it, with a one-line reason.
+writer takes: the image decoded with PIL and converted to RGB (grayscale, CMYK, RGBA, palette, 16-bit), brought
+to ``(H, W)`` by a resize policy (bilinear, antialiased), its label map taken through the same window with nearest
+neighbour and mapped through the dataset's lookup table, and its boxes made relative and mapped into the window. A
+file that cannot be used raises :class:`UnusableFile` naming it, with a one-line reason.
+
+Resize policies (``RESIZE_POLICIES``, ``data.resize``, ``ssl-ctx data prepare --resize``; each dataset has its
+default, ``DatasetSpec.default_resize``): ``shorter_side`` scales the image so that it covers ``H x W`` (its shorter
+side fits), then keeps the centre (torchvision's ``Resize`` + ``CenterCrop``, the paper's released code);
+``squeeze`` stretches the whole image to ``H x W``; ``center_crop`` keeps the centre ``H x W`` at the image's own
+scale, scaling up (as ``shorter_side``) only an image smaller than that. :func:`crop_window` is the one computation
+of where an image goes, used for its pixels, its label map and its boxes.
 
 :class:`DecoderPool` runs ``decode_item`` in worker processes: the caller's process reads each item's files
 (:func:`fetch_files`, from a folder or an archive held in memory) and the workers decode and resize them, the
@@ -21,45 +28,133 @@ import multiprocessing
 import signal
 from collections import deque
 from collections.abc import Iterator, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ssl_ctx.data.archives import FileTree
 from ssl_ctx.data.cache_writer import RowTargets, sum_pixels
-from ssl_ctx.data.datasets import Item
 from ssl_ctx.images import open_rgb
+
+if TYPE_CHECKING:  # datasets.py reads the policies' names from here: no import of it at run time
+    from ssl_ctx.data.datasets import Item
 
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
 
+SHORTER_SIDE, SQUEEZE, CENTER_CROP = "shorter_side", "squeeze", "center_crop"
+RESIZE_POLICIES = (SHORTER_SIDE, SQUEEZE, CENTER_CROP)
+UNRECORDED_RESIZE = SQUEEZE  # what a cache whose meta.json names no policy was made with (all, before policies)
 
-def decode_image(data: bytes, size: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int]]:
-    """Encoded image -> ``(H, W, 3) uint8`` RGB resized to ``size`` = (H, W), and its unresized (width, height).
+
+# ------------------------------------------------------------------------------------------ geometry
+
+
+@dataclass(frozen=True)
+class Window:
+    """Where an image goes in the cache: resized to ``scaled`` (width, height), then the ``size`` (H, W) whose
+    top-left corner is (``left``, ``top``) kept."""
+
+    scaled: tuple[int, int]
+    left: int
+    top: int
+    size: tuple[int, int]
+
+    @property
+    def crops(self) -> bool:
+        """Whether part of the (resized) image is cut off."""
+        return self.scaled != (self.size[1], self.size[0])
+
+    def apply(self, image: Image.Image, resample: Image.Resampling) -> Image.Image:
+        """``image`` (of the original size) resized with ``resample`` and cropped to the window."""
+        if image.size != self.scaled:
+            image = image.resize(self.scaled, resample)
+        if self.crops:
+            height, width = self.size
+            image = image.crop((self.left, self.top, self.left + width, self.top + height))
+        return image
+
+
+def crop_window(original: tuple[int, int], size: tuple[int, int], resize: str) -> Window:
+    """The :class:`Window` of an image of ``original`` (width, height) in a cache of ``size`` (H, W) under the
+    policy ``resize``: the one computation for its pixels, its label map and its boxes.
+
+    ``shorter_side`` (and ``center_crop`` for an image smaller than ``size`` on a side) is torchvision's
+    ``resize`` then ``center_crop``, roundings included: the side with the larger ratio gets its target exactly,
+    the other ``int(target * side / that side)``, and the crop starts at ``int(round((scaled - target) / 2))``."""
+    height, width = size
+    w, h = original
+    if resize == SQUEEZE or (resize == CENTER_CROP and w >= width and h >= height):
+        scaled = (width, height) if resize == SQUEEZE else (w, h)
+    elif resize in (SHORTER_SIDE, CENTER_CROP):
+        if height * w >= width * h:  # the height's ratio is the larger: the height fits
+            scaled = (max(width, int(height * w / h)), height)
+        else:
+            scaled = (width, max(height, int(width * h / w)))
+    else:
+        raise ValueError(f"unknown resize policy {resize!r}; known: {', '.join(RESIZE_POLICIES)}")
+    return Window(scaled, int(round((scaled[0] - width) / 2.0)), int(round((scaled[1] - height) / 2.0)), size)
+
+
+def window_boxes(window: Window, boxes: np.ndarray, *rows: np.ndarray | None) -> tuple[np.ndarray | None, ...]:
+    """Relative xyxy ``boxes (k, 4)`` of the original image -> relative to the window, clipped to [0, 1]; a box
+    left with no area is dropped, with its row of each array of ``rows`` (labels, difficult flags; None stays
+    None). Returns ``(boxes, *rows)``; untouched when the window keeps the whole image."""
+    if not window.crops:
+        return (boxes, *rows)
+    height, width = window.size
+    scale = np.array([window.scaled[0], window.scaled[1]] * 2, dtype=np.float64)
+    shift = np.array([window.left, window.top] * 2, dtype=np.float64)
+    extent = np.array([width, height] * 2, dtype=np.float64)
+    moved = np.clip((boxes.astype(np.float64) * scale - shift) / extent, 0.0, 1.0).astype(np.float32)
+    keep = (moved[:, 2] > moved[:, 0]) & (moved[:, 3] > moved[:, 1])
+    return (moved[keep], *(None if row is None else row[keep] for row in rows))
+
+
+def describe_resize(resize: str, size: Sequence[int]) -> str:
+    """The policy in words, for the lines that report a cache: ``resized by shorter_side (shorter side to 64, centre
+    kept; the paper's; --resize squeeze stretches the whole image)``."""
+    height, width = size
+    target = f"{height}x{width}"
+    words = {
+        SHORTER_SIDE: (f"shorter side to {height}" if height == width else f"scaled to cover {target}")
+                      + ", centre kept; the paper's; --resize squeeze stretches the whole image",
+        SQUEEZE: f"whole image stretched to {target}, aspect ratio not kept; --resize shorter_side keeps it and "
+                 f"crops",
+        CENTER_CROP: f"centre {target} at the image's own scale, scaled up only where smaller; --resize "
+                     f"shorter_side keeps more of the image",
+    }[resize]
+    return f"resized by {resize} ({words})"
+
+
+def decode_image(data: bytes, size: tuple[int, int], resize: str = SQUEEZE) -> tuple[np.ndarray, tuple[int, int]]:
+    """Encoded image -> ``(H, W, 3) uint8`` RGB brought to ``size`` = (H, W) by the policy ``resize``
+    (:func:`crop_window`), and its unresized (width, height).
 
     Decoding is :func:`ssl_ctx.images.open_rgb` (16-bit, palette, CMYK, alpha, EXIF orientation), the same as
     ``ssl-ctx inpaint``'s, so a model is trained on the pixels it is later asked to fill. The size returned is
     the upright one: a label map must match it, and boxes in pixels are scaled by it.
     """
-    height, width = size
     image = open_rgb(data)
     original = image.size
-    if image.size != (width, height):
-        image = image.resize((width, height), Image.Resampling.BILINEAR)
+    image = crop_window(original, size, resize).apply(image, Image.Resampling.BILINEAR)
     return np.asarray(image, dtype=np.uint8), original
 
 
-def resize_pixels(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """``(h, w, 3) uint8`` -> ``(H, W, 3) uint8``."""
-    if pixels.shape[:2] == tuple(size):
+def resize_pixels(pixels: np.ndarray, size: tuple[int, int], resize: str = SQUEEZE) -> np.ndarray:
+    """``(h, w, 3) uint8`` -> ``(H, W, 3) uint8`` by the policy ``resize``."""
+    if pixels.shape[:2] == tuple(size):  # every policy keeps an image of the cache's size as it is
         return pixels
+    window = crop_window((pixels.shape[1], pixels.shape[0]), size, resize)
     image = Image.fromarray(np.ascontiguousarray(pixels), "RGB")
-    return np.asarray(image.resize((size[1], size[0]), Image.Resampling.BILINEAR), dtype=np.uint8)
+    return np.asarray(window.apply(image, Image.Resampling.BILINEAR), dtype=np.uint8)
 
 
-def decode_label_map(data: bytes, size: tuple[int, int], image_size: tuple[int, int]) -> np.ndarray:
-    """Index PNG (palette or grayscale) -> raw values ``(H, W) uint8``, resized with nearest neighbour."""
-    height, width = size
+def decode_label_map(data: bytes, size: tuple[int, int], image_size: tuple[int, int],
+                     resize: str = SQUEEZE) -> np.ndarray:
+    """Index PNG (palette or grayscale) -> raw values ``(H, W) uint8``, through its image's window
+    (:func:`crop_window` of ``image_size``) with nearest neighbour."""
     with Image.open(io.BytesIO(data)) as label:
         label.load()
         if label.mode not in ("L", "P"):
@@ -72,9 +167,8 @@ def decode_label_map(data: bytes, size: tuple[int, int], image_size: tuple[int, 
         if label.size != image_size:
             raise ValueError(f"label map is {label.size[0]}x{label.size[1]} but its image is "
                              f"{image_size[0]}x{image_size[1]}")
-        if label.size != (width, height):
-            label = label.resize((width, height), Image.Resampling.NEAREST)
-        return np.asarray(label, dtype=np.uint8)
+        return np.asarray(crop_window(image_size, size, resize).apply(label, Image.Resampling.NEAREST),
+                          dtype=np.uint8)
 
 
 class UnusableFile(Exception):
@@ -96,30 +190,36 @@ def _one_line(err: BaseException) -> str:
     return (text[:200] + "...") if len(text) > 200 else (text or type(err).__name__)
 
 
-def decode_item(item: Item, tree: FileTree, size: tuple[int, int], label_lut: np.ndarray | None) -> dict[str, Any]:
+def decode_item(item: Item, tree: FileTree, size: tuple[int, int], label_lut: np.ndarray | None,
+                resize: str = SQUEEZE) -> dict[str, Any]:
     """One :class:`Item` -> the arguments of :meth:`SplitWriter.add`; :class:`UnusableFile` when it cannot be read.
 
-    The label map is read when the dataset has a lookup table and the item a label map (a split without label
-    maps has none in any item)."""
+    The image, its label map and its boxes go through one window (:func:`crop_window` under the policy
+    ``resize``); a box the window leaves with no area is dropped with its label and difficult flag. The label map
+    is read when the dataset has a lookup table and the item a label map (a split without label maps has none in
+    any item)."""
     try:
         if item.pixels is not None:
-            image, original = resize_pixels(item.pixels, size), (item.pixels.shape[1], item.pixels.shape[0])
+            image, original = resize_pixels(item.pixels, size, resize), (item.pixels.shape[1], item.pixels.shape[0])
         else:
-            image, original = decode_image(tree.read(item.path), size)
+            image, original = decode_image(tree.read(item.path), size, resize)
     except Exception as err:  # noqa: BLE001 - PIL raises many types for broken files; each is a skip
         raise UnusableFile(item.path, _one_line(err)) from None
     label_map = None
     if label_lut is not None and item.label_map is not None:
         try:
-            label_map = label_lut[decode_label_map(tree.read(item.label_map), size, original)]
+            label_map = label_lut[decode_label_map(tree.read(item.label_map), size, original, resize)]
         except Exception as err:  # noqa: BLE001
             raise UnusableFile(item.label_map, _one_line(err)) from None
-    boxes = item.boxes
+    boxes, box_labels, box_difficult = item.boxes, item.box_labels, item.box_difficult
     if boxes is not None and item.boxes_in_pixels:
         scale = np.array([original[0], original[1], original[0], original[1]], dtype=np.float32)
         boxes = np.clip(boxes / scale, 0.0, 1.0).astype(np.float32)
-    return {"image": image, "label": item.label, "label_map": label_map, "boxes": boxes, "box_labels": item.box_labels,
-            "label_set": item.label_set, "box_difficult": item.box_difficult}
+    if boxes is not None:
+        boxes, box_labels, box_difficult = window_boxes(crop_window(original, size, resize), boxes, box_labels,
+                                                        box_difficult)
+    return {"image": image, "label": item.label, "label_map": label_map, "boxes": boxes, "box_labels": box_labels,
+            "label_set": item.label_set, "box_difficult": box_difficult}
 
 
 # ------------------------------------------------------------------------------------ worker processes
@@ -158,14 +258,15 @@ def fetch_files(item: Item, tree: FileTree, label_lut: np.ndarray | None) -> Fet
 
 
 def _decode_chunk(tasks: list[tuple[Item, FetchedFiles, int | None]], size: tuple[int, int],
-                  label_lut: np.ndarray | None, targets: RowTargets | None) -> list[dict[str, Any] | UnusableFile]:
+                  label_lut: np.ndarray | None, targets: RowTargets | None,
+                  resize: str = SQUEEZE) -> list[dict[str, Any] | UnusableFile]:
     """In a worker: :func:`decode_item` over a chunk; an unusable file is returned, not raised, in its place. An
     item with a row writes its image and label map there itself (``targets``) and returns the rest, so that the
     arrays do not travel back through a pipe to the one process that every image passes through."""
     results: list[dict[str, Any] | UnusableFile] = []
     for item, files, row in tasks:
         try:
-            result = decode_item(item, files, size, label_lut)
+            result = decode_item(item, files, size, label_lut, resize)
         except UnusableFile as err:
             results.append(err)
             continue
@@ -206,15 +307,15 @@ class DecoderPool:
         self._pool = context.Pool(workers, initializer=_start_worker)
 
     def decode(self, items: Sequence[Item], tree: FileTree, size: tuple[int, int], label_lut: np.ndarray | None,
-               targets: RowTargets | None = None) -> Iterator[dict[str, Any] | UnusableFile]:
-        """For each item in order: the arguments of :meth:`SplitWriter.add` (:func:`decode_item`'s, or, where
-        ``targets`` has a row for it, that row, the image and label map written there already), or the
-        :class:`UnusableFile` it raised. This process reads the files while the workers decode."""
+               targets: RowTargets | None = None, resize: str = SQUEEZE) -> Iterator[dict[str, Any] | UnusableFile]:
+        """For each item in order: the arguments of :meth:`SplitWriter.add` (:func:`decode_item`'s under the
+        policy ``resize``, or, where ``targets`` has a row for it, that row, the image and label map written there
+        already), or the :class:`UnusableFile` it raised. This process reads the files while the workers decode."""
         pending: deque = deque()
         for start in range(0, len(items), self.chunk):
             tasks = [(item, fetch_files(item, tree, label_lut), targets.row(start + offset) if targets else None)
                      for offset, item in enumerate(items[start : start + self.chunk])]
-            pending.append(self._pool.apply_async(_decode_chunk, (tasks, size, label_lut, targets)))
+            pending.append(self._pool.apply_async(_decode_chunk, (tasks, size, label_lut, targets, resize)))
             if len(pending) >= self.depth:
                 yield from pending.popleft().get()
         while pending:

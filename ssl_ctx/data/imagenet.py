@@ -45,9 +45,11 @@ import numpy as np
 
 from ssl_ctx.data.archives import ArchiveTree, FileTree, FolderTree
 from ssl_ctx.data.datasets import DatasetIndex, Item, Layout, index_class_folders, natural_key, tree_path
+from ssl_ctx.data.decode import SHORTER_SIDE
 from ssl_ctx.errors import UserError, first_line
 
 IMAGENET_DEFAULT_SIZE = (256, 256)  # 227-px AlexNet crops come from 256-px images (module docstring)
+IMAGENET_DEFAULT_RESIZE = SHORTER_SIDE  # photos: shorter side to 256, centre kept (the paper's released code too)
 DEVKIT = "ILSVRC2012_devkit_t12"
 DEVKIT_ARCHIVE = f"{DEVKIT}.tar.gz"
 META_MAT = "data/meta.mat"

@@ -232,19 +232,3 @@ def loader_for(split: Any, data: DataConfig, train: TrainConfig, device: torch.d
                    world_size=world_size)
     options.update(overrides)
     return CachedBatchLoader(split, **options)
-
-
-def load_data_split(data: DataConfig, evaluation: bool = False) -> Any:
-    """``data.train_split`` (or ``data.eval_split``) at ``data.cache_size``, the first ``data.limit`` (or
-    ``data.eval_limit``) images, preparing the cache on first use."""
-    from ssl_ctx.data import load_split  # late: keeps this module importable on its own
-
-    size = tuple(data.cache_size) if data.cache_size else None
-    if evaluation:
-        return load_split(data.dataset, data.eval_split, size=size, limit=data.eval_limit)
-    return load_split(data.dataset, data.train_split, size=size, limit=data.limit)
-
-
-def load_splits(data: DataConfig) -> tuple[Any, Any]:
-    """(train split, evaluation split) of ``data`` (:func:`load_data_split`)."""
-    return load_data_split(data), load_data_split(data, evaluation=True)

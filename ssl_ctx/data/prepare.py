@@ -1,15 +1,16 @@
 """Writing the cache: dataset as published -> prepared cache of fixed-size uint8 arrays (``cache.py``'s layout).
 
-``prepare(name, size, limit, workers=N)`` locates the dataset (``sources.py``), indexes it (``datasets.py``),
-decodes every file (``decode.py``: in this process, or in N worker processes that write the pixels into the rows
-they are handed while this one reads the files and takes the results in the dataset's order, so the cache is the
-same byte for byte whatever N) and writes each split with :class:`~ssl_ctx.data.cache_writer.SplitWriter`;
-``load_split`` opens one split, preparing it first when missing. It is idempotent: a complete cache is left
-alone. It is resumable: the build goes on in a fixed-name partial folder
+``prepare(name, size, limit, workers=N, resize=P)`` locates the dataset (``sources.py``), indexes it
+(``datasets.py``), decodes every file and brings it to the cache's size by the resize policy P (``decode.py``;
+None = the dataset's default, and the cache's ``meta.json`` records it), in this process or in N worker processes
+that write the pixels into the rows they are handed while this one reads the files and takes the results in the
+dataset's order (so the cache is the same byte for byte whatever N), and writes each split with
+:class:`~ssl_ctx.data.cache_writer.SplitWriter`; ``load_split`` opens one split, preparing it first when missing.
+It is idempotent: a complete cache is left alone. It is resumable: the build goes on in a fixed-name partial folder
 (:class:`~ssl_ctx.data.cache_writer.PartialBuild`) checkpointed every ``CHECKPOINT_SECONDS`` (or every
 ``$SSL_CTX_PREPARE_CHECKPOINT_EVERY`` images), so after a kill at any point, SIGKILL included, the same command
 continues from the last checkpoint, and a finished split is not redone; a partial build of something else (other
-files, size, limit or format) is discarded with one line saying why.
+files, size, limit, resize policy or format) is discarded with one line saying why.
 
 A file that cannot be decoded is skipped and named in one warning line, with a count per split at the end; the
 list also goes to the split's ``meta.json``. So is an item without a label map (or label set) in a split whose
@@ -37,11 +38,11 @@ import PIL
 from tqdm import tqdm
 
 from ssl_ctx.data.archives import FileTree, FolderTree
-from ssl_ctx.data.cache import FORMAT_VERSION, CachedSplit, is_complete, locked, read_cache_meta, size_tag
+from ssl_ctx.data.cache import FORMAT_VERSION, CachedSplit, is_complete, locked, read_cache_meta
 from ssl_ctx.data.cache_writer import PartialBuild, SplitWriter, StaleBuild
-from ssl_ctx.data.catalogue import check_limit, folder_dataset, get_spec, parse_size
+from ssl_ctx.data.catalogue import cache_tag, check_limit, check_resize, folder_dataset, get_spec, parse_size
 from ssl_ctx.data.datasets import DatasetIndex, DatasetSpec, Item, folder_listing
-from ssl_ctx.data.decode import DecoderPool, UnusableFile, decode_item
+from ssl_ctx.data.decode import UNRECORDED_RESIZE, DecoderPool, UnusableFile, decode_item, describe_resize
 from ssl_ctx.data.roots import cache_root
 from ssl_ctx.data.sources import Source, locate_source
 from ssl_ctx.data.status import counts_text, log_warning, say
@@ -123,16 +124,16 @@ def plan_split(index: DatasetIndex, split: str, limit: int | None) -> SplitPlan:
 
 
 def _decoded(items: Sequence[Item], tree: FileTree, size: tuple[int, int], label_lut: np.ndarray | None,
-             pool: DecoderPool | None, writer: SplitWriter) -> Iterator[dict[str, Any] | UnusableFile]:
+             pool: DecoderPool | None, writer: SplitWriter, resize: str) -> Iterator[dict[str, Any] | UnusableFile]:
     """:meth:`SplitWriter.add`'s arguments for each item in order (its :class:`UnusableFile` in its place): from
-    :func:`decode_item` in this process, or from ``pool``'s workers, which write the pixels into ``writer``'s
-    files themselves."""
+    :func:`decode_item` (under the policy ``resize``) in this process, or from ``pool``'s workers, which write the
+    pixels into ``writer``'s files themselves."""
     if pool is not None:
-        yield from pool.decode(items, tree, size, label_lut, writer.row_targets())
+        yield from pool.decode(items, tree, size, label_lut, writer.row_targets(), resize)
         return
     for item in items:
         try:
-            yield decode_item(item, tree, size, label_lut)
+            yield decode_item(item, tree, size, label_lut, resize)
         except UnusableFile as err:
             yield err
 
@@ -202,7 +203,8 @@ def build_split(
         file=sys.stderr, leave=False, mininterval=0.5, dynamic_ncols=True,
     )
     with bar:
-        for result in _decoded(plan.items[consumed:], tree, size, index.label_lut, pool, writer):
+        for result in _decoded(plan.items[consumed:], tree, size, index.label_lut, pool, writer,
+                               base_meta["resize"]):
             if writer.full:
                 break
             consumed += 1
@@ -233,35 +235,40 @@ def prepare(
     limit: int | None = None,
     progress: bool = True,
     workers: int | None = None,
+    resize: str | None = None,
 ) -> Path:
     """Prepare the cache of dataset ``name`` at ``size`` (H, W; None = :func:`default_size`) and return its folder.
 
-    ``limit``: at most this many images per split (see the module docstring). ``workers``: processes that
-    decode; None = 1, decoding in this process, as ``load_split`` does (it runs inside training processes, and the
-    datasets it prepares on first use are small); ``ssl-ctx data prepare`` uses every core by default
-    (:func:`~ssl_ctx.host.cpu_cores`). As with any ``multiprocessing`` pool, a script that asks for more than one worker
-    calls this under ``if __name__ == "__main__":`` (the workers import the script). Idempotent: an existing
-    complete cache is returned untouched, except the cache of an ``imagefolder:`` whose files changed since it was
-    built (added, removed or rewritten: :func:`~ssl_ctx.data.datasets.folder_listing`), which is rebuilt after one
-    warning line. Resumable: an interrupted or killed build continues from its last checkpoint (see the module
-    docstring). A split with no usable image is refused, and a full or read-only cache folder is one line naming
-    the space needed; either way nothing is left behind and other caches are untouched. ``progress``: progress
-    bars and status lines on stderr.
+    ``limit``: at most this many images per split (see the module docstring). ``resize``: how an image becomes
+    ``size`` (``decode.RESIZE_POLICIES``; None = the dataset's default, whose cache folder does not name it,
+    :func:`~ssl_ctx.data.catalogue.cache_tag`). ``workers``: processes that decode; None = 1, decoding in this
+    process, as ``load_split`` does (it runs inside training processes, and the datasets it prepares on first use
+    are small); ``ssl-ctx data prepare`` uses every core by default (:func:`~ssl_ctx.host.cpu_cores`). As with any
+    ``multiprocessing`` pool, a script that asks for more than one worker calls this under ``if __name__ ==
+    "__main__":`` (the workers import the script). Idempotent: an existing complete cache is returned untouched,
+    except the cache of an ``imagefolder:`` whose files changed since it was built (added, removed or rewritten:
+    :func:`~ssl_ctx.data.datasets.folder_listing`), and a cache made with another resize policy than the one asked
+    for (a default cache written before a dataset's default changed; a cache without a recorded policy was
+    squeezed), which are rebuilt after one warning line. Resumable: an interrupted or killed build continues from
+    its last checkpoint (see the module docstring). A split with no usable image is refused, and a full or read-only
+    cache folder is one line naming the space needed; either way nothing is left behind and other caches are
+    untouched. ``progress``: progress bars and status lines on stderr.
     """
     spec = get_spec(name)
     size = parse_size(size) or spec.default_size
     limit = check_limit(limit)
+    resize = check_resize(spec, resize)
     workers = check_workers(workers)
     every = _checkpoint_every()
-    tag = size_tag(size, limit)
+    tag = cache_tag(spec, size, limit, resize)
     final = cache_root() / spec.key / tag
     source = locate_source(spec) if spec.folder is not None else None  # its tree is listed once, warnings too
     listing = folder_listing(source.tree) if source is not None else None
-    if _up_to_date(spec, final, tag, listing, progress):
+    if _up_to_date(spec, final, tag, listing, resize, progress):
         return final
     source = source or locate_source(spec)
     with locked(final.parent / f".{final.name}.lock"):
-        if _up_to_date(spec, final, tag, listing, progress, quiet=True):  # another process finished it meanwhile
+        if _up_to_date(spec, final, tag, listing, resize, progress, quiet=True):  # another process finished it
             return final
         started = time.perf_counter()
         tree, root = source.open(progress)
@@ -273,7 +280,7 @@ def prepare(
         plans = {split: plan_split(index, split, limit) for split in index.splits}
         with output_errors(final.parent, _bytes_needed(plans, size),
                            "free some space or set SSL_CTX_CACHE to another folder"):
-            build = PartialBuild.open(final, _fingerprint(spec, size, limit, source, described, index))
+            build = PartialBuild.open(final, _fingerprint(spec, size, limit, resize, source, described, index))
             if build.discarded:
                 warn(f"discarding the unfinished build in '{build.folder}': {build.discarded}; starting again")
             try:
@@ -295,7 +302,7 @@ def prepare(
                 raise
     resumed = f" ({decoded} of them in this run)" if decoded < sum(meta["splits"].values()) else ""
     say(f"{spec.name} {tag}: prepared {counts_text(meta['splits'])}{resumed} in {seconds:.1f} s ({rate:.0f} images/s, "
-        f"{workers} worker{'s' if workers > 1 else ''}) into {final}", progress)
+        f"{workers} worker{'s' if workers > 1 else ''}) into {final}; {describe_resize(resize, size)}", progress)
     return final
 
 
@@ -303,9 +310,9 @@ def _build(spec: DatasetSpec, index: DatasetIndex, tree: FileTree, build: Partia
            plans: dict[str, SplitPlan], source: Source, described: dict[str, str], workers: int,
            progress: bool, every: int | None) -> dict[str, Any]:
     """Build every split of the partial build; returns the top-level meta, less this run's timing."""
-    limit = build.fingerprint["limit"]
-    base_meta = {"dataset": spec.name, "limit": limit, "class_names": index.class_names, "source": described,
-                 **index.extra_meta}
+    limit, resize = build.fingerprint["limit"], build.fingerprint["resize"]
+    base_meta = {"dataset": spec.name, "limit": limit, "resize": resize, "class_names": index.class_names,
+                 "source": described, **index.extra_meta}
     counts, skipped, written = {}, 0, 0
     decoding = workers > 1 and not all(is_complete(build.folder / split) for split in plans)
     with DecoderPool(workers) if decoding else contextlib.nullcontext() as pool:
@@ -323,6 +330,7 @@ def _build(spec: DatasetSpec, index: DatasetIndex, tree: FileTree, build: Partia
         "dataset": spec.name,
         "size": list(size),
         "limit": limit,
+        "resize": resize,
         "splits": counts,
         "skipped": skipped,
         "class_names": index.class_names,
@@ -335,11 +343,11 @@ def _build(spec: DatasetSpec, index: DatasetIndex, tree: FileTree, build: Partia
     }
 
 
-def _fingerprint(spec: DatasetSpec, size: tuple[int, int], limit: int | None, source: Source,
+def _fingerprint(spec: DatasetSpec, size: tuple[int, int], limit: int | None, resize: str, source: Source,
                  described: dict[str, str], index: DatasetIndex) -> dict[str, Any]:
     """What a partial build is a build of: a partial build with another fingerprint is not continued."""
     fingerprint = {"format": FORMAT_VERSION, "dataset": spec.name, "size": list(size), "limit": limit,
-                   "source": described, "items": items_digest(index)}
+                   "resize": resize, "source": described, "items": items_digest(index)}
     if source.kind == "archive":
         stat = source.path.stat()
         fingerprint["archive"] = f"{stat.st_size} bytes, modified {stat.st_mtime_ns}"
@@ -359,16 +367,25 @@ def items_digest(index: DatasetIndex) -> str:
     return f"{sum(map(len, index.splits.values()))} items, sha256 {digest.hexdigest()[:16]}"
 
 
-def _up_to_date(spec: DatasetSpec, final: Path, tag: str, listing: str | None, progress: bool,
+def _up_to_date(spec: DatasetSpec, final: Path, tag: str, listing: str | None, resize: str, progress: bool,
                 quiet: bool = False) -> bool:
-    """True when ``final`` is complete and, for a folder dataset, built from the files it holds now."""
+    """True when ``final`` is complete, made with the policy ``resize`` and, for a folder dataset, built from the
+    files it holds now."""
     if not is_complete(final):
         return False
-    built_from = read_cache_meta(final).get("source", {}).get("listing")
+    meta = read_cache_meta(final)
+    built_from = meta.get("source", {}).get("listing")
     if listing is not None and built_from != listing:
         if not quiet:
             warn(f"{_folder_kind(spec)} '{spec.folder}' changed since its {tag} cache was built "
                  f"({built_from or 'unknown'} then, {listing} now); rebuilding the cache")
+        return False
+    made_with = meta.get("resize", UNRECORDED_RESIZE)
+    if made_with != resize:
+        if not quiet:
+            recorded = "" if "resize" in meta else ", before resize policies were recorded"
+            warn(f"the {tag} cache of {spec.name} was resized by {made_with}{recorded}, and {resize} is asked for "
+                 f"now; rebuilding the cache")
         return False
     if not quiet:
         say(f"{spec.name} {tag}: already prepared in {final}; nothing to do", progress)
@@ -396,9 +413,11 @@ def load_split(
     split: str,
     size: int | str | Sequence[int] | None = None,
     limit: int | None = None,
+    resize: str | None = None,
 ) -> CachedSplit:
-    """One split of the cache of ``name`` (prepared first when missing, decoding in this process)."""
-    folder = prepare(name, size, limit, progress=False)  # at once when prepared and (folder datasets) unchanged
+    """One split of the cache of ``name`` with the resize policy ``resize`` (None = the dataset's default),
+    prepared first when missing, decoding in this process."""
+    folder = prepare(name, size, limit, progress=False, resize=resize)  # at once when prepared and unchanged
     splits = read_cache_meta(folder)["splits"]
     if split not in splits:
         raise UserError(f"dataset '{get_spec(name).name}' has no split '{split}'; splits: {', '.join(splits)}")

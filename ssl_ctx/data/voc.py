@@ -45,6 +45,7 @@ import numpy as np
 from ssl_ctx.data.archives import FileTree
 from ssl_ctx.data.cache import IGNORE_INDEX
 from ssl_ctx.data.datasets import DatasetIndex, Item, Layout, tree_path, tree_text
+from ssl_ctx.data.decode import SQUEEZE
 
 VOC_CLASSES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable", "dog",
@@ -54,6 +55,7 @@ SPLIT_NAMES = ("train", "val", "trainval", "test")
 SEGMENTATION_PREFIX = "seg_"
 BACKGROUND = "background"
 VOC_DEFAULT_SIZE = (256, 256)  # the protocols crop or resize to 227 px from here (AlexNet's input)
+VOC_DEFAULT_RESIZE = SQUEEZE  # the whole image: its boxes and label maps cover all of it
 
 
 @dataclass

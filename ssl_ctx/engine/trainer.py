@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ssl_ctx.config import Config, config_to_dict
+from ssl_ctx.config import Config, TrainConfig, config_to_dict
 from ssl_ctx.engine.checkpoint import load_checkpoint, save_checkpoint
 from ssl_ctx.engine.device import autocast, autocast_dtype, resolve_device, use_channels_last
 from ssl_ctx.engine.distributed import all_reduce_mean, barrier, check_replicas_agree, init_distributed, replicate
@@ -54,6 +54,15 @@ def step_seed(seed: int, step: int, rank: int = 0) -> int:
     return (seed * 1_000_003 + step + rank * 7_919_000_017) % (2**63)
 
 
+def planned_steps(train: TrainConfig, batches_per_epoch: int) -> tuple[int, str]:
+    """(optimiser steps a run takes, what sets that number). A set ``train.max_steps`` wins: the run takes exactly
+    that many steps, over as many epochs (the last one partial) as they need; otherwise ``train.epochs`` whole
+    epochs."""
+    if train.max_steps is not None:
+        return train.max_steps, f"train.max_steps={train.max_steps}"
+    return train.epochs * batches_per_epoch, f"train.epochs={train.epochs}"
+
+
 def run_label(config: Config, stage: str) -> str:
     """``"pretext context_encoder seed0"`` / ``"probe classification/random_init seed1"``: what a progress bar
     and a log line call the run (bench tags first, the run's name otherwise)."""
@@ -62,7 +71,8 @@ def run_label(config: Config, stage: str) -> str:
 
 
 class Trainer:
-    """Runs ``task`` over ``loader`` for ``config.train.epochs`` epochs (or ``max_steps`` steps)."""
+    """Runs ``task`` over ``loader`` for ``config.train.max_steps`` steps when set, else ``config.train.epochs``
+    epochs (:func:`planned_steps`); :meth:`fit` prints that plan first."""
 
     def __init__(self, config: Config, run_dir: str | Path, resume: bool = False, label: str | None = None,
                  deadline: float | None = None, allow_changes: tuple[str, ...] = ()) -> None:
@@ -70,6 +80,7 @@ class Trainer:
         self.label = label or f"train {Path(run_dir).name}"
         self.deadline = deadline  # time.time() after which fit() checkpoints and stops (at a logging step)
         self.history: list[dict[str, float]] = []  # the logged training averages, step by step (kept on resume)
+        self.plan: dict[str, Any] = {}  # the steps fit() takes and what sets them (planned_steps), for the record
         self.train_config = config.train
         self.run_dir = Path(run_dir)
         self.resume = resume
@@ -224,12 +235,18 @@ class Trainer:
         optimizers = task.configure_optimizers(self.config.optim)
         state = self._restore(task, optimizers)
         steps_per_epoch = len(loader)
-        total_steps = cfg.epochs * steps_per_epoch
-        if cfg.max_steps is not None:
-            total_steps = min(total_steps, cfg.max_steps)
-        if steps_per_epoch == 0 or total_steps == 0:
+        if steps_per_epoch == 0:
             raise UserError(f"no training steps: {steps_per_epoch} batches per epoch with train.batch_size="
                             f"{cfg.batch_size}; use a smaller batch or more data (data.limit)")
+        total_steps, bound = planned_steps(cfg, steps_per_epoch)
+        epochs = -(-total_steps // steps_per_epoch)
+        self.plan = {"planned": total_steps, "bound": bound, "batches_per_epoch": steps_per_epoch,
+                     "epochs": round(total_steps / steps_per_epoch, 2)}
+        if self.is_main:
+            images = getattr(loader, "num_samples", None)
+            batches = f"{steps_per_epoch} batch{'es' if steps_per_epoch != 1 else ''}"
+            print(f"{self.label}: {total_steps} steps, set by {bound} ({self.plan['epochs']:g} epoch(s) of {batches}"
+                  f"{f' from {images} images' if images else ''})", flush=True)
         if state["finished"] and state["step"] >= total_steps:
             if self.is_main:
                 print(f"{self.run_dir} is already trained ({state['step']} steps); nothing to do")
@@ -245,7 +262,7 @@ class Trainer:
         progress = tqdm(total=total_steps, initial=state["step"], desc=self.label,
                         disable=not (self.is_main and cfg.progress), dynamic_ncols=True)
         batch = None
-        for epoch in range(state["epoch"], cfg.epochs):
+        for epoch in range(state["epoch"], epochs):
             start = state["batch"] if epoch == state["epoch"] else 0
             with _closed_after(loader.batches(epoch, start)) as batches:
                 for index, batch in enumerate(batches, start=start):

@@ -161,10 +161,11 @@ def _data_info_from_data(data: Any) -> Any:
     """DataInfo for a checkpoint written before checkpoints stored ``data_info``: the input size from its ``data``
     settings, the fill colour from the training split's cache (so it needs the training data; prepared on first
     use)."""
-    from ssl_ctx.data.loader import input_size_of, load_data_split
+    from ssl_ctx.data.loader import input_size_of
+    from ssl_ctx.data.run_data import load_run_data
     from ssl_ctx.pretext.base import DataInfo
 
-    split = load_data_split(data)
+    split = load_run_data(data, evaluation=False).train
     return DataInfo(input_size=input_size_of(data.input_size, split), mean_rgb=tuple(split.mean_rgb))
 
 

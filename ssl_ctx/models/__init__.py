@@ -19,7 +19,7 @@ from ssl_ctx.models.inpainting import (
     inpainting_discriminator,
     overlap_weight_map,
 )
-from ssl_ctx.models.spec import TIMM_PREFIX, EncoderSpec, build_encoder, encoder_spec
+from ssl_ctx.models.spec import TIMM_PREFIX, EncoderSpec, build_encoder, encoder_input_side, encoder_spec
 from ssl_ctx.models.timm_encoder import TimmEncoder
 from ssl_ctx.registry import ENCODERS
 
@@ -46,6 +46,7 @@ __all__ = [
     "apply_init",
     "build_encoder",
     "encoder_names",
+    "encoder_input_side",
     "encoder_spec",
     "feature_shapes",
     "gaussian_init_",

@@ -8,10 +8,12 @@ picks those from a model config. Every encoder :func:`build_encoder` returns kee
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch import nn
 
 from ssl_ctx.errors import UserError
@@ -72,3 +74,15 @@ def build_encoder(spec: EncoderSpec | str, **options: Any) -> nn.Module:
         encoder = ENCODERS.build(spec.name, **spec.options)
     encoder.spec = spec
     return encoder
+
+
+def encoder_input_side(spec: EncoderSpec) -> int | None:
+    """The side of the images the encoder of ``spec`` is built for (its ``input_size``), from a build on the meta
+    device (no memory, no weights); None where it does not say or cannot be built so."""
+    try:
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            side = getattr(build_encoder(spec), "input_size", None)
+    except Exception:  # noqa: BLE001 - an encoder that cannot be built on the meta device says nothing
+        return None
+    return int(side) if side else None

@@ -12,6 +12,7 @@ class Autoencoder(ContextEncoder):
     """Same encoder, channel-wise FC and decoder; the input is whole and the L2 covers every pixel."""
 
     name = "autoencoder"
+    uses_mask = False  # nothing is dropped
 
     def masks(self, images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         shape = (images.shape[0], 1, *images.shape[-2:])

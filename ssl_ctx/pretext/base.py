@@ -18,7 +18,7 @@ from ssl_ctx.config import Config, MaskConfig, MethodConfig, ModelConfig
 from ssl_ctx.engine.distributed import all_reduce_mean
 from ssl_ctx.engine.optim import optimize
 from ssl_ctx.engine.task import TrainingTask
-from ssl_ctx.models import build_encoder, encoder_spec
+from ssl_ctx.models import build_encoder, encoder_input_side, encoder_spec
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,7 @@ class PretextMethod(TrainingTask):
     name: ClassVar[str] = "base"
     needs_labels: ClassVar[bool] = False  # the training split must have class labels
     trains: ClassVar[bool] = True  # False: the initial weights are the result (random_init)
+    uses_mask: ClassVar[bool] = False  # True: mask.* shapes what it sees (logs name the mask only then)
 
     def __init__(self, model: ModelConfig, mask: MaskConfig, method: MethodConfig, data: DataInfo,
                  seed: int = 0) -> None:
@@ -58,6 +59,12 @@ class PretextMethod(TrainingTask):
     def from_config(cls, config: Config, data: DataInfo) -> PretextMethod:
         """The method built with the sections of ``config`` it uses."""
         return cls(config.model, config.mask, config.method, data, config.train.seed)
+
+    @classmethod
+    def network_input_side(cls, model: ModelConfig) -> int | None:
+        """The side of the images this method's network is built for, without building it (an image folder is
+        cached at it): the encoder's, by default."""
+        return encoder_input_side(encoder_spec(model.encoder, model))
 
     # -------------------------------------------------------------------------------- to override
 

@@ -35,6 +35,7 @@ class ContextEncoder(Adversarial, PretextMethod):
     """Fills the hole of a masked image. Input and output: ``(B, 3, H, W)`` in [-1, 1]."""
 
     name = "context_encoder"
+    uses_mask = True
 
     def build(self) -> None:
         super().build()

@@ -26,6 +26,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from ssl_ctx.config import ModelConfig
 from ssl_ctx.errors import UserError
 from ssl_ctx.masks import apply_mask, central_mask, central_square, fill_value
 from ssl_ctx.models import InpaintingGenerator128, inpainting_discriminator, overlap_weight_map
@@ -42,8 +43,13 @@ class Inpainting128(Adversarial, PretextMethod):
     """Centre inpainting at 128 px. Images ``(B, 3, 128, 128)`` in ``[-1, 1]``; prediction ``(B, 3, 64, 64)``."""
 
     name = "inpainting128"
+    uses_mask = True
     encoder_path = "generator.encoder"  # the encoder is the generator's first part
     inpaint_hole: ClassVar[str] = "central"  # read by ssl_ctx.inpaint.model: one fixed central hole
+
+    @classmethod
+    def network_input_side(cls, model: ModelConfig) -> int:
+        return INPUT_SIZE
 
     def build(self) -> None:
         """The generator (its encoder is what probes transfer) and, for the joint loss, the discriminator."""

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from ssl_ctx.config import Config, save_config
-from ssl_ctx.files import require_writable
+from ssl_ctx.files import removed_if_failed, require_writable
 from ssl_ctx.probes import (  # noqa: F401  (importing a probe module registers it)
     classification,
     detection,
@@ -65,7 +65,8 @@ def run_probe(config: Config, resume: bool = False, deadline: float | None = Non
     checkpoint is removed once the record exists unless ``probe.keep_checkpoint``. Before the task, the
     encoder's BatchNorm statistics are treated as ``probe.bn_statistics`` says (:mod:`ssl_ctx.probes.batch_norm`).
     """
-    from ssl_ctx.data.loader import load_data_split
+    from ssl_ctx.data.loader import input_size_of
+    from ssl_ctx.data.run_data import load_run_data
     from ssl_ctx.engine.trainer import Trainer, run_label
     from ssl_ctx.models import TIMM_PREFIX, encoder_spec
     from ssl_ctx.results.records import write_record
@@ -82,23 +83,28 @@ def run_probe(config: Config, resume: bool = False, deadline: float | None = Non
     parse_layers(config.probe.layer, encoder)
     origin = encoder.weights
     print(f"probe.init: {origin.description}")
-    trainer = Trainer(config, config.run_dir, resume=resume, label=run_label(config, "probe"), deadline=deadline,
-                      allow_changes=allow_changes)
-    if trainer.is_main:
-        save_config(config, config.run_dir / "config.yaml")
-    with trainer:  # closes TensorBoard's writer thread, on errors too
-        normalisation = recompute_batch_norm_statistics(encoder.to(trainer.device), config.probe, config.data,
-                                                        config.train, load_data_split(config.data), trainer.device)
-        context = ProbeContext(encoder, trainer, config.probe, config.data, config.train,
-                               feature_root(config.probe.init, config.run_dir))
-        outcome = probe_fn(context)
-        metrics, details = outcome["metrics"], outcome["details"]
-        scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
-        trainer.log_scalars(scalars, int(metrics.get("train_steps", 0)), "eval")
+    with removed_if_failed(config.run_dir):
+        trainer = Trainer(config, config.run_dir, resume=resume, label=run_label(config, "probe"), deadline=deadline,
+                          allow_changes=allow_changes)
+        data = load_run_data(config.data, getattr(encoder, "input_size", None))
+        input_size = input_size_of(config.data.input_size, data.train)
+        note_input_size(origin.pretext_input_size, input_size)
+        if trainer.is_main:
+            save_config(config, config.run_dir / "config.yaml")
+        with trainer:  # closes TensorBoard's writer thread, on errors too
+            normalisation = recompute_batch_norm_statistics(encoder.to(trainer.device), config.probe, config.data,
+                                                            config.train, data.train, trainer.device)
+            context = ProbeContext(encoder, trainer, config.probe, config.data, config.train,
+                                   feature_root(config.probe.init, config.run_dir), data)
+            outcome = probe_fn(context)
+            metrics, details = outcome["metrics"], outcome["details"]
+            scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+            trainer.log_scalars(scalars, int(metrics.get("train_steps", 0)), "eval")
     # method and pretext_run name the table row; weights says where they came from (random, timm, a file).
     settings = {**probe_settings(config), "normalisation": normalisation, "weights": origin.description,
                 "method": origin.method, "pretext_run": origin.pretext_run,
-                "encoder_architecture": describe_encoder(encoder),
+                "encoder_architecture": describe_encoder(encoder), "input_size": list(input_size),
+                "pretext_input_size": origin.pretext_input_size,
                 **{k: v for k, v in details.items() if k not in ("chance", "headline")}}
     # The protocol line every table prints: how the head is fitted, and how the encoder's BatchNorm was treated.
     settings["protocol"] = f"{settings.get('protocol') or _sgd_protocol(config)}; {normalisation}"
@@ -108,13 +114,22 @@ def run_probe(config: Config, resume: bool = False, deadline: float | None = Non
         record = write_record(config.run_dir, "probe", metrics, config, wall_time, trainer.device,
                               extra={"probe": settings, "chance": details.get("chance", {}),
                                      "checkpoint": str(trainer.checkpoint_path) if kept else None,
-                                     "changes_on_resume": trainer.changes_on_resume})
+                                     "changes_on_resume": trainer.changes_on_resume,
+                                     "data": data.describe(input_size)})
         if not kept:  # the record is the result; nothing reads a finished probe's checkpoint again
             trainer.checkpoint_path.unlink(missing_ok=True)
         if not config.probe.keep_features:
             remove_extracted_features(details.get("features"))
         print(format_result(settings, metrics, details, wall_time, str(record)))
     return metrics
+
+
+def note_input_size(pretext: list[int] | None, probe: tuple[int, int]) -> None:
+    """Say when the probe feeds the encoder images of another size than it was pretrained on (the record keeps
+    both, and the table's caption says so)."""
+    if pretext and tuple(pretext) != tuple(probe):
+        print(f"probe: input {probe[0]}x{probe[1]}, while the encoder was pretrained on {pretext[0]}x{pretext[1]} "
+              f"images (data.input_size / data.cache_size set the probe's)")
 
 
 def remove_extracted_features(features: dict[str, Any] | None) -> None:
@@ -126,8 +141,8 @@ def remove_extracted_features(features: dict[str, Any] | None) -> None:
 def _sgd_protocol(config: Config) -> str:
     probe, train, optim = config.probe, config.train, config.optim
     encoder = "encoder fine-tuned with the head" if probe.mode == "finetune" else "frozen encoder, trained head"
-    return (f"{encoder} ({probe.layer}), {optim.name} lr {optim.lr:g} for {train.epochs} epoch(s)"
-            f"{f' / {train.max_steps} steps' if train.max_steps else ''}, batch {train.batch_size}")
+    length = f"{train.max_steps} steps" if train.max_steps else f"{train.epochs} epoch(s)"  # planned_steps' rule
+    return f"{encoder} ({probe.layer}), {optim.name} lr {optim.lr:g} for {length}, batch {train.batch_size}"
 
 
 def format_result(settings: dict[str, Any], metrics: dict[str, Any], details: dict[str, Any], wall_time: float,

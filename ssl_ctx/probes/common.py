@@ -102,7 +102,8 @@ class ProbeContext:
     """What a probe runs with: the encoder it measures, the shared trainer, and the config sections it reads.
 
     ``probe``: the probe's settings; ``data``: which data and how batches are made; ``train``: batch size, seed,
-    epochs; ``features_root``: where frozen features are cached (:func:`feature_root`).
+    epochs; ``features_root``: where frozen features are cached (:func:`feature_root`); ``run_data``: the splits
+    (:meth:`splits` reads them).
     """
 
     encoder: nn.Module
@@ -111,6 +112,9 @@ class ProbeContext:
     data: DataConfig
     train: TrainConfig
     features_root: Path
+    # The run's splits (ssl_ctx.data.run_data.RunData), loaded once by run_probe; None: loaded from ``data`` on
+    # first use.
+    run_data: Any = None
 
     @property
     def finetune(self) -> bool:
@@ -126,9 +130,11 @@ class ProbeContext:
     def splits(self, annotation: str | None = None, examples: str = "") -> tuple[Any, Any]:
         """(train, eval) splits of ``data``, refusing in one line a dataset without ``annotation`` (``labels``,
         ``label_maps`` or ``boxes``) that this probe needs (``examples``: datasets that have them)."""
-        from ssl_ctx.data.loader import load_splits
+        from ssl_ctx.data.run_data import load_run_data
 
-        splits = load_splits(self.data)
+        if self.run_data is None:
+            self.run_data = load_run_data(self.data, getattr(self.encoder, "input_size", None))
+        splits = (self.run_data.train, self.run_data.eval)
         for split in splits:
             if annotation is not None and getattr(split, annotation) is None:
                 raise UserError(f"{self.data.dataset}/{split.split} has no {annotation.replace('_', ' ')}; "

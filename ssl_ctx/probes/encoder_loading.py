@@ -51,11 +51,13 @@ _WRAPPER_PREFIXES = ("_orig_mod.", "module.")
 class WeightsOrigin:
     """Where a probed encoder's weights come from: ``method`` names its table row (the pretext method of a
     checkpoint, ``random_init``, ``timm_pretrained(<name>)`` or a foreign file's name), ``description`` says it in
-    one line, ``pretext_run`` is the name of the pretext run that trained it, where there is one."""
+    one line, ``pretext_run`` is the name of the pretext run that trained it, where there is one, and
+    ``pretext_input_size`` the (H, W) it was trained at, where its checkpoint says."""
 
     method: str
     description: str
     pretext_run: str | None = None
+    pretext_input_size: list[int] | None = None
 
 
 def load_encoder(init: str, expected: EncoderSpec) -> nn.Module:
@@ -216,8 +218,10 @@ def pretext_encoder(path: Path, payload: dict[str, Any], expected: EncoderSpec |
     encoder.load_state_dict(state, strict=True)
     method = payload.get("method") or "?"
     step = (payload.get("trainer_state") or {}).get("step")
+    trained_at = (payload.get("data_info") or {}).get("input_size")
     encoder.weights = WeightsOrigin(method, f"pretext checkpoint '{path}' ({method}, step {step})",
-                                    ((payload.get("config") or {}).get("name")))
+                                    ((payload.get("config") or {}).get("name")),
+                                    [int(v) for v in trained_at] if trained_at else None)
     return encoder
 
 

@@ -62,9 +62,10 @@ def weights_digest(module: nn.Module) -> str:
 
 
 def cache_key(encoder: nn.Module, spec: FeatureSpec, split: Any) -> str:
-    identity = {"format": FORMAT, "weights": weights_digest(encoder), "spec": asdict(spec),
-                "images": {"dataset": split.dataset, "split": split.split, "cache": str(split.path),
-                           "count": len(split)}}
+    images = {"dataset": split.dataset, "split": split.split, "cache": str(split.path), "count": len(split)}
+    if getattr(split, "selection", ""):  # a part of a cached split (a held-out part): keyed apart from the whole
+        images["selection"] = split.selection
+    identity = {"format": FORMAT, "weights": weights_digest(encoder), "spec": asdict(spec), "images": images}
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
 
 

@@ -2,7 +2,11 @@
 
 ``read_records`` finds and parses every record under a runs folder (an unreadable one is skipped with a one-line
 warning); ``probe_frame``, ``pretext_frame`` and ``history_frame`` turn them into one row per shown probe metric,
-per pretext run and per logged training step. Statistics, rendering and figures read only these frames.
+per pretext run and per logged training step, and ``trained_on_frame`` into one row per record saying what it was
+trained and evaluated on (dataset, splits, image counts, input size, held-out images, pretext steps), which every
+table and figure states in its caption. Records written before the ``data`` and ``steps`` blocks existed fall back
+to their config and metrics; what they do not say is left empty. Statistics, rendering and figures read only these
+frames.
 """
 from __future__ import annotations
 
@@ -29,8 +33,13 @@ MEAN_FILL_METRIC = "eval_mean_fill_l2"
 
 PROBE_COLUMNS = ["probe", "task", "kind", "protocol", "metric", "layer", "column", "method", "seed", "value",
                  "architecture", "paper", "path"]
-PRETEXT_COLUMNS = ["method", "seed", "train_steps", "pixels", "model_l2", "mean_fill_l2", "path"]
+PRETEXT_COLUMNS = ["method", "seed", "train_steps", "pixels", "model_l2", "mean_fill_l2", "on_training_images",
+                   "held_out", "path"]
 HISTORY_COLUMNS = ["method", "seed", "step", "loss"]
+# What a record was trained on (``trained_on_frame``); counts are NaN and text "" where the record does not say.
+TRAINED_ON_COLUMNS = ["kind", "probe", "method", "seed", "dataset", "train_split", "eval_split", "train_images",
+                      "eval_images", "train_limit", "eval_limit", "input_size", "held_out", "on_training_images",
+                      "steps", "planned_steps", "steps_bound", "pretext_input_size", "path"]
 
 Record = tuple[Path, dict[str, Any]]
 
@@ -116,6 +125,12 @@ def _section(mapping: dict[str, Any], key: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _probe_name(config: dict[str, Any]) -> str:
+    """The probe a record belongs to: its ``tags.probe`` (a bench's), else ``<task>:<dataset>``."""
+    task = _section(config, "probe").get("task", "")
+    return _section(config, "tags").get("probe") or f"{task}:{_section(config, 'data').get('dataset', '')}"
+
+
 def probe_rows(path: Path, record: dict[str, Any], method: str | None = None) -> list[dict[str, Any]]:
     """The rows of one probe record: its headline metric ``<base>`` and/or ``<base>@<layer>`` values, layers in
     the record's order. Other metrics (loss, pixel accuracy, ...) are not shown in the tables, except where the
@@ -129,7 +144,7 @@ def probe_rows(path: Path, record: dict[str, Any], method: str | None = None) ->
     numbers = {name: _number(value) for name, value in metrics.items() if _number(value) is not None}
     bases = [name.partition("@")[0] for name in numbers]
     base = next((b for b in (tags.get("metric"), PRIMARY_METRIC.get(task)) if b in bases), bases[0] if bases else None)
-    name = tags.get("probe") or f"{task}:{_section(config, 'data').get('dataset', '')}"
+    name = _probe_name(config)
     sections = {str(section): metric for section, metric in _section(tags, "tables").items() if metric in bases}
     common = {
         "task": task,
@@ -200,11 +215,14 @@ def collect_records(runs_dir: str | Path) -> pd.DataFrame:
 def pretext_frame(records: RecordSet) -> pd.DataFrame:
     """One row per pretext record: train steps, the model's held-out L2 and the pixels it covers ("hole" or
     "whole image"; empty for a method without held-out metrics, e.g. random_init) and the mean-fill L2 of the
-    same pixels. Missing numbers are NaN."""
+    same pixels. Missing numbers are NaN. ``on_training_images`` is True when the evaluation images were trained
+    on (so the L2 is no held-out score) and ``held_out`` says which images were held out, where the record says
+    (:func:`training_data`)."""
     rows = []
     for path, record in records.pretext:
         metrics = _section(record, "metrics")
         model_metric = next((name for name in PIXELS_OF_METRIC if _number(metrics.get(name)) is not None), None)
+        data = training_data(record)
         rows.append({
             "method": records.methods[path],
             "seed": record.get("seed"),
@@ -212,6 +230,8 @@ def pretext_frame(records: RecordSet) -> pd.DataFrame:
             "pixels": PIXELS_OF_METRIC.get(model_metric, ""),
             "model_l2": _number(metrics.get(model_metric)) if model_metric else math.nan,
             "mean_fill_l2": _nan_if_none(_number(metrics.get(MEAN_FILL_METRIC))),
+            "on_training_images": data["on_training_images"],
+            "held_out": data["held_out"],
             "path": str(path),
         })
     return pd.DataFrame(rows, columns=PRETEXT_COLUMNS)
@@ -231,3 +251,95 @@ def history_frame(records: RecordSet) -> pd.DataFrame:
             if step is not None and loss is not None:
                 rows.append({"method": records.methods[path], "seed": record.get("seed"), "step": step, "loss": loss})
     return pd.DataFrame(rows, columns=HISTORY_COLUMNS)
+
+
+def _size(value: Any) -> tuple[int, int] | None:
+    """``[H, W]`` or ``S`` (a square side, as ``data.input_size``) -> (H, W); anything else -> None."""
+    if _number(value) is not None and value > 0:
+        return int(value), int(value)
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(_number(v) for v in value):
+        return int(value[0]), int(value[1])
+    return None
+
+
+def _first_number(*values: Any) -> float:
+    return next((number for number in map(_number, values) if number is not None), math.nan)
+
+
+def training_data(record: dict[str, Any]) -> dict[str, Any]:
+    """What a pretext or probe record was trained and evaluated on: ``dataset``, ``train_split``, ``eval_split``,
+    image counts (``train_images``/``eval_images``, NaN when unknown; ``train_limit``/``eval_limit``, the
+    ``data.limit``s, at most that many), the network's ``input_size`` (H, W) or None, ``held_out`` (which images
+    were held out of a single-split dataset, "" when none were) and ``on_training_images`` (the evaluation
+    images were trained on).
+
+    The record's ``data`` block is read first; a record from before it falls back to ``config.data``, a probe's
+    ``metrics.train_images``/``eval_images`` and ``data.input_size`` (else ``cache_size``); ``on_training_images``
+    then means "evaluated on the training split" (same dataset, same split). A probe's input size is its
+    ``probe.input_size`` first."""
+    config, data = _section(record, "config"), _section(record, "data")
+    data_config, metrics, probe = _section(config, "data"), _section(record, "metrics"), _section(record, "probe")
+    is_probe = record.get("kind") == "probe"
+
+    def text(key: str) -> str:
+        return str(data.get(key) or data_config.get(key) or "")
+
+    train_split, eval_split = text("train_split"), text("eval_split")
+    on_training = data.get("eval_on_training_images")
+    if not isinstance(on_training, bool):
+        on_training = bool(train_split) and train_split == eval_split
+    # A probe's own ``probe.input_size`` is the size its network saw (a probe may read other than data.input_size).
+    input_size = ((_size(probe.get("input_size")) if is_probe else None) or _size(data.get("input_size"))
+                  or _size(data_config.get("input_size")) or _size(data_config.get("cache_size")))
+    held_out = data.get("held_out")
+    return {
+        "dataset": text("dataset"), "train_split": train_split, "eval_split": eval_split,
+        "train_images": _first_number(data.get("train_images"), metrics.get("train_images") if is_probe else None),
+        "eval_images": _first_number(data.get("eval_images"), metrics.get("eval_images") if is_probe else None),
+        "train_limit": _first_number(data_config.get("limit")),
+        "eval_limit": _first_number(data_config.get("eval_limit")),
+        "input_size": input_size, "held_out": held_out if isinstance(held_out, str) else "",
+        "on_training_images": on_training,
+    }
+
+
+def _steps(record: dict[str, Any]) -> dict[str, Any]:
+    """A pretext record's steps: those taken (``metrics.train_steps``), those planned and the setting that bound
+    them (its ``steps`` block; an older record whose steps equal ``train.max_steps`` was bound by it)."""
+    steps, metrics = _section(record, "steps"), _section(record, "metrics")
+    taken = _number(metrics.get("train_steps"))
+    planned = _first_number(steps.get("planned"))
+    bound = steps.get("bound") if isinstance(steps.get("bound"), str) else ""
+    max_steps = _number(_section(_section(record, "config"), "train").get("max_steps"))
+    if not bound and max_steps and taken == max_steps:
+        bound = f"train.max_steps={int(max_steps)}"
+    return {"steps": _first_number(taken, planned), "planned_steps": planned, "steps_bound": bound}
+
+
+def trained_on_frame(records: RecordSet) -> pd.DataFrame:
+    """One row per pretext and probe record (columns ``TRAINED_ON_COLUMNS``): what it was trained and evaluated on
+    (:func:`training_data`), a pretext run's steps, and for a probe its record's probe name (``tags.probe``, not
+    the table sections it fills) and the input size its encoder was pretrained at (``probe.pretext_input_size``:
+    None for a random or timm encoder; an older record without it takes its method's trained pretext runs' size,
+    where they state one)."""
+    rows = []
+    for path, record in records.pretext:
+        rows.append({"kind": "pretext", "probe": "", "method": records.methods[path], "seed": record.get("seed"),
+                     **training_data(record), **_steps(record), "pretext_input_size": None, "path": str(path)})
+    pretext_sizes: dict[str, set[tuple[int, int]]] = {}
+    for row in rows:
+        if row["input_size"] and row["steps"] > 0:
+            pretext_sizes.setdefault(row["method"], set()).add(row["input_size"])
+    for path, record in records.probe:
+        method = records.methods.get(path) or _made_by(record)[0]
+        probe = _section(record, "probe")
+        if "pretext_input_size" in probe:
+            pretext_size = _size(probe.get("pretext_input_size"))
+        else:
+            sizes = pretext_sizes.get(method, set())
+            pretext_size = next(iter(sizes)) if len(sizes) == 1 else None
+        rows.append({"kind": "probe", "probe": _probe_name(_section(record, "config")), "method": method,
+                     "seed": record.get("seed"), **training_data(record), "steps": math.nan,
+                     "planned_steps": math.nan, "steps_bound": "", "pretext_input_size": pretext_size,
+                     "path": str(path)})
+    return pd.DataFrame(rows, columns=TRAINED_ON_COLUMNS)

@@ -3,7 +3,9 @@
 Tables are first built in a neutral form (``Table``: Unicode text, cells as (text, bold) segments), then written
 out by ``to_markdown`` or ``to_latex``, so both files always show the same cells. Numbers are formatted here only:
 percentages with one decimal, L2 with four, ratios with two; a value that rounds to zero never shows a sign
-("0.0", "+0.0", never "-0.0").
+("0.0", "+0.0", never "-0.0"). ``training_caption`` is the line under the provenance (and under every figure)
+saying what the pretext runs and the probes were trained on, so a copied table keeps it; the CSV stays one row per
+statistic, without it (``provenance.json`` holds the caption beside it).
 """
 from __future__ import annotations
 
@@ -38,13 +40,14 @@ class Table:
 
 @dataclass
 class Report:
-    """What table.md and table.tex hold, in order: provenance, one table per probe, the legend, then the
-    pretext table and the paper's numbers when present."""
+    """What table.md and table.tex hold, in order: provenance, the caption, one table per probe, the legend, then
+    the pretext table and the paper's numbers when present."""
 
     provenance: str
     probes: list[Table]
     legend: str
     extra: list[Table] = field(default_factory=list)
+    caption: str = ""  # what the pretext runs and probes were trained on (``training_caption``), under the provenance
 
 
 def format_number(value: float, decimals: int = 1, signed: bool = False) -> str:
@@ -133,24 +136,208 @@ def legend(baseline: str | None) -> str:
     return text
 
 
+TRAINING_IMAGES_MARK = "†"
+
+
+def l2_label(on_training_images: list[bool]) -> tuple[str, bool]:
+    """The name of the pretext L2 (column and figure label) and whether rows must be marked: "held-out L2" only
+    when no row's evaluation images were trained on, "L2 on training images" when every row's were, else the
+    held-out name with the mark that rows evaluated on training images carry."""
+    if not any(on_training_images):
+        return "held-out L2", False
+    if all(on_training_images):
+        return "L2 on training images", False
+    return f"held-out L2 ({TRAINING_IMAGES_MARK} on training images)", True
+
+
+def held_out_note(summary: pd.DataFrame) -> str | None:
+    """Which images were held out of the pretext training ("12 of the 120 images of 'all' ..."), per method where
+    they differ; None when no record says."""
+    groups: dict[str, list[str]] = {}
+    for method, held_out in zip(summary["method"], summary.get("held_out", [""] * len(summary))):
+        if held_out:
+            groups.setdefault(held_out, []).append(method)
+    if not groups:
+        return None
+    if len(groups) == 1 and len(next(iter(groups.values()))) == len(summary):
+        return f"Held out of pretext training and evaluated on: {next(iter(groups))}."
+    return "Held out of pretext training and evaluated on: " + "; ".join(
+        f"{', '.join(methods)}: {held_out}" for held_out, methods in groups.items()) + "."
+
+
 def pretext_table(summary: pd.DataFrame, without: list[str]) -> Table:
-    """Per trained method: train steps, the pixels measured, held-out L2 of the model and of the mean fill of the
-    same pixels (mean ± std, 4 decimals) and their ratio (2 decimals)."""
+    """Per trained method: train steps, the pixels measured, the L2 of the model and of the mean fill of the
+    same pixels (mean ± std, 4 decimals) and their ratio (2 decimals). The L2 is called held-out only where the
+    evaluation images were not trained on (``stats.summarise_pretext``'s ``on_training_images``, :func:`l2_label`),
+    and a note says which images were held out where the records say."""
+    on_training = [bool(v) for v in summary.get("on_training_images", [False] * len(summary))]
+    label, mark = l2_label(on_training)
     rows = []
-    for _, row in summary.iterrows():
+    for (_, row), trained_on in zip(summary.iterrows(), on_training):
         low, high = int(row["steps_min"]), int(row["steps_max"])
+        model = mean_std(row["model_mean"], row["model_std"], row["n"], 4)
         rows.append([_text(row["method"]), _text(str(row["n"])), _text(str(low) if low == high else f"{low}–{high}"),
-                     _text(row["pixels"]), _text(mean_std(row["model_mean"], row["model_std"], row["n"], 4)),
+                     _text(row["pixels"]), _text(model + (f" {TRAINING_IMAGES_MARK}" if mark and trained_on else "")),
                      _text(mean_std(row["fill_mean"], row["fill_std"], row["n"], 4)),
                      _text(format_number(row["ratio"], 2))])
     notes = [f"Left out, no held-out metrics in their records: {', '.join(without)}."] if without else []
+    if mark:
+        notes.append(f"{TRAINING_IMAGES_MARK}: evaluated on images the model was trained on "
+                     "(data.eval_on_training_images), not held out.")
+    held_out = held_out_note(summary)
+    notes += [held_out] if held_out else []
+    if all(on_training) and on_training:
+        what = ("Pretext training, reconstruction of the images it was trained on (the evaluation images were "
+                "trained on: no held-out score)")
+    elif mark:
+        what = f"Pretext training, reconstruction of held-out images ({TRAINING_IMAGES_MARK}: of training images)"
+    else:
+        what = "Pretext training, held-out reconstruction"
     return Table(
         heading="pretext",
-        title=("Pretext training, held-out reconstruction: L2 on the [-1, 1] pixel scale (mean ± std over seeds) "
+        title=(f"{what}: L2 on the [-1, 1] pixel scale (mean ± std over seeds) "
                "of the model and of filling the same pixels with the dataset mean; ratio = model / mean fill "
                "(below 1: better than the mean fill)."),
-        header=["method", "n", "train steps", "pixels", "held-out L2", "mean-fill L2 (same pixels)", "ratio"],
+        header=["method", "n", "train steps", "pixels", label, "mean-fill L2 (same pixels)", "ratio"],
         rows=rows, notes=notes)
+
+
+# --- the caption: what was trained on ---------------------------------------------------------------------
+
+def size_text(size: tuple[int, int] | None) -> str:
+    """(64, 96) -> "64×96" (height × width); None -> ""."""
+    return f"{size[0]}×{size[1]}" if size else ""
+
+
+def _count_range(values: list[float]) -> str:
+    low, high = int(min(values)), int(max(values))
+    return f"{low:,}" if low == high else f"{low:,}–{high:,}"
+
+
+def count_text(exact: pd.Series, limit: pd.Series) -> str:
+    """How many images: "20,000", "100–120" where records differ, "≤20,000" when only the ``data.limit`` is
+    known, "" when nothing is."""
+    known = [float(v) for v in exact if not pd.isna(v)]
+    if known:
+        return _count_range(known)
+    limits = [float(v) for v in limit if not pd.isna(v)]
+    return "≤" + _count_range(limits) if limits and len(limits) == len(limit) else ""
+
+
+def _distinct(values: pd.Series) -> list:
+    return list(dict.fromkeys(v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))
+                              and v != ""))
+
+
+def _one_size(values: pd.Series) -> tuple[int, int] | None:
+    sizes = _distinct(values)
+    return sizes[0] if len(sizes) == 1 else None
+
+
+def pretext_data_text(rows: pd.DataFrame) -> str:
+    """One method's pretext runs (``collect.trained_on_frame`` rows): "imagefolder:/abs/photos (train split: 108
+    images, 12 held out as val), 64×64 input, 2,000 steps (train.max_steps)"."""
+    dataset, train_split, eval_split = (" / ".join(_distinct(rows[c])) for c in ("dataset", "train_split",
+                                                                                 "eval_split"))
+    train, evaluated = (count_text(rows[f"{s}_images"], rows[f"{s}_limit"]) for s in ("train", "eval"))
+    if train_split:
+        trained = f"{train_split} split" + (f": {train} images" if train else "")
+    else:
+        trained = f"{train} images" if train else ""
+    if any(_distinct(rows["held_out"])):
+        where = f"{evaluated + ' ' if evaluated else ''}held out as {eval_split or 'evaluation images'}"
+        inner = ", ".join(p for p in (trained, where) if p)
+    elif rows["on_training_images"].astype(bool).any():
+        inner = "; ".join(p for p in (trained, "evaluated on the same images") if p)
+    elif eval_split or evaluated:
+        where = f"evaluated on {eval_split or 'other images'}" + (f": {evaluated} images" if evaluated else "")
+        inner = "; ".join(p for p in (trained, where) if p)
+    else:
+        inner = trained
+    parts = [" ".join(p for p in (dataset, f"({inner})" if inner else "") if p)] if dataset or inner else []
+    size = _one_size(rows["input_size"])
+    parts += [f"{size_text(size)} input"] if size else []
+    steps = [float(v) for v in rows["steps"] if not pd.isna(v)]
+    if steps:
+        text = f"{_count_range(steps)} steps"
+        planned = [float(v) for v in rows["planned_steps"] if not pd.isna(v)]
+        if planned and planned != steps:
+            text = f"{_count_range(steps)} of {_count_range(planned)} planned steps"
+        # "train.max_steps=2000" says no more than "2,000 steps (train.max_steps)"; "train.epochs=4" keeps its value.
+        bounds = [key if value == str(int(max(planned or steps))) else str(bound)
+                  for bound in _distinct(rows["steps_bound"]) for key, _, value in [str(bound).partition("=")]]
+        parts.append(text + (f" ({' / '.join(dict.fromkeys(bounds))})" if bounds else ""))
+    return ", ".join(parts)
+
+
+def _untrained(rows: pd.DataFrame) -> bool:
+    """Every run of the method took no step (random_init), whatever its config planned."""
+    return not any(float(v) > 0 for v in rows["steps"] if not pd.isna(v))
+
+
+def probe_data_text(rows: pd.DataFrame) -> str:
+    """One probe's records: "segmentation_camvid camvid train 367 → test 233 images at 96×128 (not the pretext's
+    64×64 input)". The input-size mismatch is named from each record's ``pretext_input_size``: one size for all
+    methods reads "the pretext's", several name their methods."""
+    dataset = " / ".join(_distinct(rows["dataset"]))
+    train = " ".join(p for p in (" / ".join(_distinct(rows["train_split"])),
+                                 count_text(rows["train_images"], rows["train_limit"])) if p)
+    evaluated = " ".join(p for p in (" / ".join(_distinct(rows["eval_split"])),
+                                     count_text(rows["eval_images"], rows["eval_limit"])) if p)
+    text = " ".join(p for p in (str(rows["probe"].iloc[0]), dataset) if p)
+    if train or evaluated:
+        text += f" {train or '?'} → {evaluated or '?'} images"
+    if rows["on_training_images"].astype(bool).any():
+        text += " (evaluated on training images)"
+    size = _one_size(rows["input_size"])
+    if not size:
+        return text
+    text += f" at {size_text(size)}"
+    pretext_sizes: dict[tuple[int, int], list[str]] = {}
+    for method, pretrained in zip(rows["method"], rows["pretext_input_size"]):
+        if pretrained:
+            pretext_sizes.setdefault(tuple(pretrained), [])
+            if method not in pretext_sizes[tuple(pretrained)]:
+                pretext_sizes[tuple(pretrained)].append(method)
+    other = {s: methods for s, methods in pretext_sizes.items() if s != tuple(size)}
+    if not other:
+        return text
+    if len(pretext_sizes) == 1:
+        return text + f" (not the pretext's {size_text(next(iter(other)))} input)"
+    listed = "; ".join(f"{', '.join(methods)} {size_text(s)}" for s, methods in other.items())
+    return text + f" (not the pretext input of {listed})"
+
+
+def training_caption(trained: pd.DataFrame) -> str:
+    """The caption of every table and figure (``collect.trained_on_frame``): what the pretext runs were trained
+    on, per method where they differ, with the untrained methods (random_init) named apart, then each probe's
+    dataset, image counts (train → evaluation) and input size, naming a probe input size that is not the pretext's.
+    "" when the records say nothing."""
+    parts = []
+    pretext = trained[trained["kind"] == "pretext"]
+    if not pretext.empty:
+        described: dict[str, list[str]] = {}
+        untrained = []
+        for method in pd.unique(pretext["method"]):
+            rows = pretext[pretext["method"] == method]
+            if _untrained(rows):
+                untrained.append(str(method))
+            else:
+                described.setdefault(pretext_data_text(rows), []).append(str(method))
+        if len(described) == 1:  # one description for every trained method: name them once
+            (text, methods), = described.items()
+            line = f"Pretext ({', '.join(sorted(methods))}): {text}"
+        else:
+            line = "Pretext: " + "; ".join(f"{', '.join(sorted(methods))}: {text}" for text, methods in
+                                           described.items())
+        if untrained:
+            line += f"{'; ' if described else ' '}{', '.join(sorted(untrained))} untrained (no pretext steps)"
+        parts.append(line + ".")
+    probes = trained[trained["kind"] == "probe"]
+    if not probes.empty:
+        parts.append("Probes: " + "; ".join(probe_data_text(probes[probes["probe"] == probe])
+                                           for probe in pd.unique(probes["probe"])) + ".")
+    return " ".join(parts)
 
 
 PAPER_NOTE = ("paper: the published number of the method of the same name (Pathak et al. 2016, Table 2), for "
@@ -181,9 +368,10 @@ def architecture_note(architectures: dict[str, list[str]]) -> str | None:
 
 def build_report(summary: pd.DataFrame, provenance: str, baseline: str | None,
                  pretext: tuple[pd.DataFrame, list[str]] | None = None, paper: bool = False,
-                 notes: dict[str, list[str]] | None = None) -> Report:
+                 notes: dict[str, list[str]] | None = None, caption: str = "") -> Report:
     """Assemble the report from ``stats.summarise`` rows, and ``stats.summarise_pretext``'s result if any;
-    ``notes``: lines to print under the table of a probe, by probe name."""
+    ``notes``: lines to print under the table of a probe, by probe name; ``caption``: what was trained on
+    (:func:`training_caption`), printed under the provenance."""
     has_baseline = bool(summary["baseline"].astype(bool).any())
     probes = [probe_table(summary[summary["probe"] == p], baseline, paper) for p in pd.unique(summary["probe"])]
     for table in probes:
@@ -193,7 +381,7 @@ def build_report(summary: pd.DataFrame, provenance: str, baseline: str | None,
         extra.append(pretext_table(*pretext))
     if paper and not summary["paper"].astype(bool).any():  # no probe shows the published numbers beside ours
         extra.append(paper_table())
-    return Report(provenance, probes, legend(baseline if has_baseline else None), extra)
+    return Report(provenance, probes, legend(baseline if has_baseline else None), extra, caption)
 
 
 # --- Markdown -------------------------------------------------------------------------------------------------
@@ -213,7 +401,8 @@ def markdown_table(table: Table) -> str:
 
 
 def to_markdown(report: Report) -> str:
-    parts = [report.provenance, *(markdown_table(t) for t in report.probes), report.legend,
+    parts = [report.provenance, *([report.caption] if report.caption else []),
+             *(markdown_table(t) for t in report.probes), report.legend,
              *(markdown_table(t) for t in report.extra)]
     return "\n\n".join(parts) + "\n"
 
@@ -294,11 +483,14 @@ def latex_table(table: Table) -> str:
 
 def to_latex(report: Report) -> str:
     """A complete document for plain LaTeX (no package), ASCII only; the provenance is also its first line,
-    as a comment. The text block is widened (plain length settings) so the per-layer tables fit."""
+    as a comment, and the caption follows it. The text block is widened (plain length settings) so the per-layer
+    tables fit."""
     return "\n".join([
         f"% {ascii_fold(report.provenance)}", "\\documentclass{article}",
         "\\setlength{\\textwidth}{6.8in}\\setlength{\\oddsidemargin}{-0.15in}\\setlength{\\evensidemargin}{-0.15in}",
         "\\begin{document}", f"{{\\footnotesize\\raggedright {latex_text(report.provenance)}\\par}}",
+        *([f"{{\\footnotesize\\raggedright\\smallskip {latex_text(report.caption)}\\par}}"]
+          if report.caption else []),
         *(latex_table(t) for t in report.probes), f"\\medskip\\noindent {latex_text(report.legend)}\\par",
         *(latex_table(t) for t in report.extra), "\\end{document}", ""])
 

@@ -125,13 +125,15 @@ def _joined(column: pd.Series) -> str:
 
 
 PRETEXT_SUMMARY_COLUMNS = ["method", "n", "steps_min", "steps_max", "pixels", "model_mean", "model_std",
-                           "fill_mean", "fill_std", "ratio"]
+                           "fill_mean", "fill_std", "ratio", "on_training_images", "held_out"]
 
 
 def summarise_pretext(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     """Pretext frame (``collect.pretext_frame``) -> (one row per method with held-out metrics, sorted; the
     methods left out because their records have none, e.g. random_init). ``ratio`` = mean model L2 / mean
-    mean-fill L2 (below 1: better than filling the pixels with the dataset mean)."""
+    mean-fill L2 (below 1: better than filling the pixels with the dataset mean). ``on_training_images``: some
+    seed of the method was evaluated on images it trained on (its L2 is no held-out score); ``held_out``: which
+    images its records say were held out ("" where none say)."""
     rows, without = [], []
     for method in sorted(pd.unique(frame["method"])):
         part = frame[frame["method"] == method].dropna(subset=["model_l2"])
@@ -144,5 +146,8 @@ def summarise_pretext(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
                      "steps_max": part["train_steps"].max(), "pixels": _joined(part["pixels"]),
                      "model_mean": float(np.mean(model)), "model_std": sample_std(model),
                      "fill_mean": fill_mean, "fill_std": sample_std(fill),
-                     "ratio": float(np.mean(model)) / fill_mean if fill_mean else math.nan})
+                     "ratio": float(np.mean(model)) / fill_mean if fill_mean else math.nan,
+                     "on_training_images": bool(part["on_training_images"].astype(bool).any())
+                     if "on_training_images" in part else False,
+                     "held_out": _joined(part["held_out"]) if "held_out" in part else ""})
     return pd.DataFrame(rows, columns=PRETEXT_SUMMARY_COLUMNS), without

@@ -1,8 +1,11 @@
-"""`ssl-ctx table RUNS_DIR`: run records -> table.md (also printed), table.csv, table.tex, figures, provenance.json.
+"""`ssl-ctx table RUNS_DIR`: run records -> table.md (also printed), table.csv, table.tex, figure.png, layers.png,
+delta.png, pretext.png and provenance.json.
 
 Only the orchestration lives here: ``collect`` reads the records, ``stats`` computes, ``render`` writes text and
 ``figures`` draws. Nothing is typed by hand: every number comes from a ``record.json`` under the runs folder,
-except the paper's published numbers, shown only with ``--paper`` and labelled as the paper's.
+except the paper's published numbers, shown only with ``--paper`` and labelled as the paper's. The caption of what
+was trained on (``render.training_caption``) goes under the provenance of table.md and table.tex, under every
+figure, and into provenance.json.
 """
 from __future__ import annotations
 
@@ -17,13 +20,21 @@ import pandas as pd
 from ssl_ctx.errors import UserError, suggest, warn
 from ssl_ctx.files import atomic_write, require_writable, write_json_atomic, write_text_atomic
 from ssl_ctx.results import figures, render
-from ssl_ctx.results.collect import RecordSet, check_cells, history_frame, pretext_frame, probe_frame, read_records
+from ssl_ctx.results.collect import (
+    RecordSet,
+    check_cells,
+    history_frame,
+    pretext_frame,
+    probe_frame,
+    read_records,
+    trained_on_frame,
+)
 from ssl_ctx.results.records import git_commit
 from ssl_ctx.results.stats import method_order, primary_rows, summarise, summarise_pretext
 
 DEFAULT_BASELINE = "random_init"
 # Written only when they apply; a rerun that no longer makes one removes the stale copy.
-OPTIONAL_FIGURES = ("layers.png", "pretext.png")
+OPTIONAL_FIGURES = ("layers.png", "delta.png", "pretext.png")
 
 
 def table_invocation(runs_dir: str | Path, output: str | Path | None = None, paper: bool = False,
@@ -81,9 +92,11 @@ def architecture_notes(frame: pd.DataFrame) -> dict[str, list[str]]:
 def table_command(runs_dir: str | Path, output: str | Path | None = None, paper: bool = False,
                   baseline: str | None = DEFAULT_BASELINE, command: str | None = None,
                   overwrite: bool = False, comparisons: Sequence[tuple[str, str]] = ()) -> pd.DataFrame:
-    """Write table.md, table.csv, table.tex, figure.png (+ layers.png for per-layer probes, pretext.png when
-    there are pretext records) and provenance.json into ``output`` (default ``runs_dir/tables``), print the
-    Markdown, and return the per-cell statistics (``stats.summarise``).
+    """Write table.md, table.csv, table.tex, figure.png (+ layers.png for per-layer probes, delta.png when some
+    method has a difference from the baseline or a compared method, pretext.png when there are pretext records)
+    and provenance.json into ``output`` (default ``runs_dir/tables``), print the Markdown, and return the
+    per-cell statistics (``stats.summarise``). The tables and figures carry the caption of what the pretext runs
+    and probes were trained on (``render.training_caption``).
 
     ``command`` is the command line recorded as the tables' maker (default: the equivalent ``ssl-ctx table``).
     Existing tables are replaced only with ``overwrite``. ``comparisons``: further (method, other method) pairs
@@ -122,7 +135,8 @@ def table_command(runs_dir: str | Path, output: str | Path | None = None, paper:
     notes = architecture_notes(frame)
     for note in dict.fromkeys(line for lines in notes.values() for line in lines):
         warn(note)
-    report = render.build_report(summary, provenance, baseline, pretext, paper, notes)
+    caption = render.training_caption(trained_on_frame(records))
+    report = render.build_report(summary, provenance, baseline, pretext, paper, notes, caption)
     markdown = render.to_markdown(report)
 
     output.mkdir(parents=True, exist_ok=True)
@@ -133,19 +147,23 @@ def table_command(runs_dir: str | Path, output: str | Path | None = None, paper:
     colors = figures.method_colors(methods)
     written = ["table.md", "table.csv", "table.tex", "figure.png"]
     shown = primary_rows(summary)  # the figures show each method once
-    atomic_write(output / "figure.png", lambda tmp: figures.probe_figure(shown, tmp, colors))
+    atomic_write(output / "figure.png", lambda tmp: figures.probe_figure(shown, tmp, colors, caption))
     if figures.layered_probes(shown):
-        atomic_write(output / "layers.png", lambda tmp: figures.layer_figure(shown, tmp, colors))
+        atomic_write(output / "layers.png", lambda tmp: figures.layer_figure(shown, tmp, colors, caption))
         written.append("layers.png")
+    if not figures.delta_frame(summary).empty:
+        atomic_write(output / "delta.png", lambda tmp: figures.delta_figure(summary, tmp, colors, caption))
+        written.append("delta.png")
     if pretext is not None and (not pretext[0].empty or not history.empty):
-        atomic_write(output / "pretext.png", lambda tmp: figures.pretext_figure(history, pretext[0], tmp, colors))
+        atomic_write(output / "pretext.png",
+                     lambda tmp: figures.pretext_figure(history, pretext[0], tmp, colors, caption))
         written.append("pretext.png")
     for name in OPTIONAL_FIGURES:
         if name not in written:
             (output / name).unlink(missing_ok=True)
     write_json_atomic(output / "provenance.json", {
         "command": command, "runs_dir": str(runs_dir), "made_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "git_commit": commit, "baseline": baseline,
+        "git_commit": commit, "baseline": baseline, "caption": caption,
         "comparisons": [list(pair) for pair in comparisons], "records": records.paths(),
         "skipped_unreadable": [str(p) for p in records.unreadable], "files": written})
     print(markdown)

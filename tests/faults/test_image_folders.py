@@ -36,7 +36,7 @@ def test_images_without_class_folders_are_one_unlabelled_split(env, capsys):
     write_images(env / "photos", 5)
     status, out, err = prepare(capsys, env / "photos")
     assert status == 0, err
-    assert out.strip().endswith("all 5 images; 0 file(s) skipped")
+    assert "all 5 images; 0 file(s) skipped;" in out
     split = load_split(f"imagefolder:{env / 'photos'}", "all", size=16)
     assert len(split) == 5 and split.labels is None and split.class_names == []
 
@@ -76,8 +76,8 @@ def test_a_changed_image_folder_is_noticed_and_its_cache_rebuilt(env, capsys, ch
     assert status == 0, err
     assert the_line(err).startswith(f"ssl-ctx: warning: image folder '{env / 'photos'}' changed since its 16x16 "
                                     f"cache was built (4 files, sha256 ")
-    assert out.strip().endswith({"added": "all 5 images", "removed": "all 3 images",
-                                 "rewritten": "all 4 images"}[change] + "; 0 file(s) skipped")
+    assert {"added": "all 5 images", "removed": "all 3 images",
+            "rewritten": "all 4 images"}[change] + "; 0 file(s) skipped;" in out
     status, out, err = prepare(capsys, env / "photos")  # unchanged since: nothing to do
     assert status == 0 and "ssl-ctx:" not in err
 
@@ -94,7 +94,7 @@ def test_a_broken_file_link_is_skipped_with_a_line_naming_it(env, capsys, caplog
     problem = "loops back on itself" if link == "to itself" else "points to nothing"
     assert data_warnings(caplog)[0] == (f"imagefolder:{env / 'photos'} all: skipping '{folder / 'self.jpg'}': a "
                                         f"symbolic link to '{target}' that {problem}")
-    assert "Traceback" not in err and out.strip().endswith("all 3 images; 1 file(s) skipped")
+    assert "Traceback" not in err and "all 3 images; 1 file(s) skipped;" in out
     assert file_digests(env / "photos") == before and not leftovers(env / "cache")
 
 
@@ -111,7 +111,7 @@ def test_a_folder_link_that_loops_is_not_followed_and_is_named(env, capsys, capl
     assert data_warnings(caplog) == [f"skipping '{link}': a link back to '{target}', a folder above it (following "
                                      f"it would loop)" for link, target in ((folder / "up", env),
                                                                             (folder / "sub" / "loop", folder))]
-    assert out.strip().endswith("all 5 images; 0 file(s) skipped")
+    assert "all 5 images; 0 file(s) skipped;" in out
     assert len(load_split(f"imagefolder:{env / 'photos'}", "all", size=16)) == 5
 
 

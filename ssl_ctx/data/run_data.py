@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,7 +25,7 @@ import numpy as np
 from ssl_ctx.config import DataConfig
 from ssl_ctx.data.cache import CachedSplit, is_complete, read_cache_meta
 from ssl_ctx.data.catalogue import IMAGEFOLDER_PREFIX, cache_dir, get_spec, resize_policy
-from ssl_ctx.data.prepare import load_split, prepare
+from ssl_ctx.data.prepare import prepare
 from ssl_ctx.errors import UserError
 
 SINGLE_SPLIT = "all"  # the one split of an image folder without split folders
@@ -80,7 +81,7 @@ class RunData:
 
     @property
     def eval_on_training_images(self) -> bool:
-        return self.held_out is None and self.train.split == self.eval.split and not self.train.selection
+        return self.held_out is None and self.train.split == self.eval.split
 
     def describe(self, input_size: tuple[int, int]) -> dict[str, Any]:
         """The record's ``data`` block."""
@@ -91,28 +92,20 @@ class RunData:
                 "held_out": self.held_out, "eval_on_training_images": self.eval_on_training_images}
 
 
-def _announce_first_build(data: DataConfig, size: tuple[int, int] | None, limit: int | None) -> float | None:
-    """Print a line when this run builds a cache (its first use), so a bench's log shows where the time went;
-    returns the start time then, else None."""
+def _prepared(data: DataConfig, size: tuple[int, int] | None, limit: int | None) -> tuple[Path, list[str]]:
+    """(cache folder, its splits) of ``data`` at ``size`` with ``limit``, prepared here when missing: then a line
+    before and after says so, so that a bench's log shows where the time went."""
     folder = cache_dir(data.dataset, size, limit, data.resize)
-    if is_complete(folder):
-        return None
-    print(f"data: preparing {get_spec(data.dataset).name} at {folder.name} ({resize_policy(data.dataset, data.resize)})"
-          f" on first use into {folder}; `ssl-ctx data prepare` does it ahead of time", flush=True)
-    return time.perf_counter()
-
-
-def _load(data: DataConfig, split: str, size: tuple[int, int] | None, limit: int | None) -> CachedSplit:
-    started = _announce_first_build(data, size, limit)
-    loaded = load_split(data.dataset, split, size=size, limit=limit, resize=data.resize)
-    if started is not None:
-        print(f"data: prepared {data.dataset} in {time.perf_counter() - started:.1f} s", flush=True)
-    return loaded
-
-
-def _splits_of(data: DataConfig, size: tuple[int, int] | None, limit: int | None) -> list[str]:
+    first_use = not is_complete(folder)
+    if first_use:
+        print(f"data: preparing {get_spec(data.dataset).name} at {folder.name} "
+              f"({resize_policy(data.dataset, data.resize)}) on first use into {folder}; `ssl-ctx data prepare` does "
+              f"it ahead of time", flush=True)
+    started = time.perf_counter()
     folder = prepare(data.dataset, size, limit, progress=False, resize=data.resize)
-    return list(read_cache_meta(folder)["splits"])
+    if first_use:
+        print(f"data: prepared {data.dataset} in {time.perf_counter() - started:.1f} s", flush=True)
+    return folder, list(read_cache_meta(folder)["splits"])
 
 
 def _missing_splits(data: DataConfig, missing: list[str], splits: list[str]) -> UserError:
@@ -129,25 +122,22 @@ def load_run_data(data: DataConfig, network_size: int | None = None, evaluation:
     ``network_size``: the side of the encoder's input, which an image folder's cache follows. Without
     ``evaluation`` the evaluation split is the train split (for a caller that reads only the training images)."""
     size = cache_size_for(data, network_size)
-    started = _announce_first_build(data, size, data.limit)
-    splits = _splits_of(data, size, data.limit)
-    if started is not None:
-        print(f"data: prepared {data.dataset} in {time.perf_counter() - started:.1f} s", flush=True)
+    folder, splits = _prepared(data, size, data.limit)
     wanted = (data.train_split, data.eval_split) if evaluation else (data.train_split,)
     if splits == [SINGLE_SPLIT] and all(name in HELD_OUT_SPLITS for name in wanted):
-        return _held_out(data, size)
+        return _held_out(data, CachedSplit.open(folder / SINGLE_SPLIT))
     missing = [name for name in dict.fromkeys(wanted) if name not in splits]
     if missing:
         raise _missing_splits(data, missing, splits)
-    train = _load(data, data.train_split, size, data.limit)
-    if not evaluation:
+    train = CachedSplit.open(folder / data.train_split)
+    if not evaluation or (data.eval_split == data.train_split and data.eval_limit == data.limit):
         return RunData(data, train, train)
-    same = data.eval_split == data.train_split and data.eval_limit == data.limit
-    return RunData(data, train, train if same else _load(data, data.eval_split, size, data.eval_limit))
+    if data.eval_limit != data.limit:  # another cache: at most data.eval_limit images per split
+        folder, splits = _prepared(data, size, data.eval_limit)
+    return RunData(data, train, CachedSplit.open(folder / data.eval_split))
 
 
-def _held_out(data: DataConfig, size: tuple[int, int] | None) -> RunData:
-    whole = _load(data, SINGLE_SPLIT, size, data.limit)
+def _held_out(data: DataConfig, whole: CachedSplit) -> RunData:
     kept, held = holdout_rows(len(whole), data.holdout_fraction, data.holdout_seed)
     if data.eval_limit is not None:
         held = held[:data.eval_limit]

@@ -5,5 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -c constraints.txt -e ".[test]" -e plugins/rotation_pretext -e plugins/knn_probe
+.venv/bin/python -m pip install --quiet -c constraints.txt -e ".[test]" -e plugins/rotation_pretext -e plugins/knn_probe -e plugins/mae_pretext
 echo "installed: $(.venv/bin/python -c "from importlib.metadata import version as v; print('torch', v('torch'), 'torchvision', v('torchvision'))")"

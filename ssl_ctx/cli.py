@@ -6,7 +6,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from ssl_ctx.errors import Terminated, UserError, interrupt_status
+from ssl_ctx.errors import Terminated, UserError, interrupt_status, plugin_failure
 
 CONFIG_HELP = "YAML config file (see configs/); any key can be overridden after it as section.key=value"
 OVERRIDES_HELP = "dotted overrides, e.g. train.epochs=2 data.limit=5000 name=my-run"
@@ -66,14 +66,15 @@ def cmd_table(args: argparse.Namespace) -> None:
     from ssl_ctx.results.tables import table_command
 
     table_command(args.runs_dir, output=args.output, paper=args.paper, baseline=args.baseline or None,
-                  overwrite=args.overwrite, comparisons=[_comparison(text) for text in args.compare])
+                  overwrite=args.overwrite, comparisons=[_comparison(text) for text in args.compare],
+                  baselines=dict(_comparison(text, "--baseline-of") for text in args.baseline_of))
 
 
-def _comparison(text: str) -> tuple[str, str]:
-    """``--compare A:B`` -> (A, B)."""
+def _comparison(text: str, option: str = "--compare") -> tuple[str, str]:
+    """``--compare A:B`` (or ``--baseline-of A:B``) -> (A, B)."""
     method, _, other = text.partition(":")
     if not method or not other:
-        raise UserError(f"--compare takes METHOD:OTHER (e.g. context_encoder:autoencoder), not '{text}'")
+        raise UserError(f"{option} takes METHOD:OTHER (e.g. context_encoder:autoencoder), not '{text}'")
     return method, other
 
 
@@ -87,11 +88,17 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> None:
+    from ssl_ctx.pretext.declarations import describe_options
     from ssl_ctx.registry import ENCODERS, PRETEXT_METHODS, PROBES
 
     for title, registry in (("pretext methods", PRETEXT_METHODS), ("encoders", ENCODERS), ("probes", PROBES)):
         print(f"{title}: {', '.join(registry.names())}")
-    print("encoders from timm: timm:<model name> (e.g. model.encoder=timm:resnet18; probe.init=timm:resnet18 reads "
+        for name in registry.names() if registry is PRETEXT_METHODS else ():
+            lines = describe_options(registry.get(name).option_specs)  # none: the method takes no method.options
+            if lines:
+                print("\n".join([f"  {name}:", *(f"    {line}" for line in lines)]))
+    print("encoders from timm: timm:<model name> (e.g. model.encoder=timm:resnet18; model.encoder_options passes "
+          "timm.create_model's keywords, e.g. a ViT's {img_size: 64, patch_size: 8}; probe.init=timm:resnet18 reads "
           "timm's pretrained weights from the local cache, probe.init=random gives random ones)")
 
 
@@ -203,6 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("--baseline", default="random_init",
                        help="method the differences (Δ, Welch's t-test) are taken from (default: random_init; "
                             "'' for none)")
+    table.add_argument("--baseline-of", action="append", default=[], metavar="METHOD:BASELINE",
+                       help="compare METHOD with BASELINE instead of --baseline (a method of another architecture "
+                            "against random weights of its own, e.g. mae:random_init_vit); repeatable")
     table.add_argument("--compare", action="append", default=[], metavar="METHOD:OTHER",
                        help="also show METHOD's difference from OTHER (e.g. context_encoder:autoencoder); "
                             "repeatable")
@@ -253,6 +263,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         kept = "; checkpoints written so far are kept (continue with --resume)" if hasattr(args, "resume") else ""
         print(f"ssl-ctx: {'terminated (SIGTERM)' if terminated else 'interrupted'}{kept}", file=sys.stderr)
         return interrupt_status(err)
+    except Exception as err:  # a plug-in's own error is one line too; a core bug keeps its traceback
+        from ssl_ctx.registry import plugin_modules
+
+        line = plugin_failure(err, plugin_modules())
+        if line is None:
+            raise
+        print(f"ssl-ctx: error: {line}", file=sys.stderr)
+        return 2
     finally:
         if "WORLD_SIZE" in os.environ:
             from ssl_ctx.engine.distributed import cleanup

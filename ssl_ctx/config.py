@@ -112,6 +112,10 @@ class ModelConfig:
     # Any name in `ssl-ctx list`, or timm:<model>. The paper's is alexnet227 on 227-px ImageNet; alexnet64 (the
     # default) is the same network for 64-px images such as Tiny-ImageNet's (a departure forced by the data).
     encoder: str = "alexnet64"
+    # Keyword options of a timm:<model> encoder, passed to timm.create_model and kept in its build spec, e.g. a
+    # ViT for 64-px images: {img_size: 64, patch_size: 8, depth: 6, out_indices: [0, 1, 2, 3, 4, 5],
+    # dynamic_img_size: true} (every block a feature map; other input sizes interpolate the position embedding).
+    encoder_options: dict[str, Any] = field(default_factory=dict)
     # AlexNet normalisation: lrn (CaffeNet, the paper's) | batch (departure: trains faster from scratch) | none
     norm: str = "lrn"
     # Channel multiplier of the AlexNet widths: 1.0 = CaffeNet's 96-256-384-384-256 (paper); < 1 is a departure
@@ -150,7 +154,8 @@ class MethodConfig:
     # What the discriminator sees as fake (joint loss): raw = the generator's whole output (the paper's Eq. 2 and
     # both released scripts) | pasted = the prediction pasted into the real context.
     discriminator_input: str = "raw"
-    # Free-form options for plugged-in methods; they read their own keys.
+    # Options of methods that declare them (PretextMethod.option_specs; `ssl-ctx list` shows each method's): an
+    # unknown name or a value of another type is refused.
     options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -253,7 +258,8 @@ class BenchConfig:
 
     # The pretext config every method starts from (relative to the bench config's folder's parent, i.e. configs/).
     pretext_config: str = "pretext/quick.yaml"
-    # Dotted overrides applied to every pretext run, then per method: {name: {dotted.key: value}}.
+    # Dotted overrides applied to every pretext run, then per method: {name: {dotted.key: value}}; a method's
+    # `config: pretext/x.yaml` starts it from its own pretext config instead of pretext_config.
     pretext_overrides: dict[str, Any] = field(default_factory=dict)
     methods: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Dotted overrides applied to every probe run, then per probe:
@@ -262,6 +268,9 @@ class BenchConfig:
     probes: dict[str, dict[str, Any]] = field(default_factory=dict)
     seeds: list[int] = field(default_factory=lambda: [0, 1])
     baseline: str = "random_init"  # the method the table's differences are taken from
+    # Methods compared with another baseline than `baseline`, {method: its baseline}: a method on another
+    # architecture against random weights of its own, e.g. {mae: random_init_vit}.
+    baselines: dict[str, str] = field(default_factory=dict)
     # Further differences the table shows, as [method, other method] pairs: [[context_encoder, autoencoder]] is
     # the paper's central comparison (inpainting against plain reconstruction).
     comparisons: list[list[str]] = field(default_factory=list)

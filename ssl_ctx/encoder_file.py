@@ -12,7 +12,9 @@ format            ``ssl_ctx.encoder/2``
 encoder           the registered encoder name (``alexnet227``, ``timm:resnet18``)
 encoder_options   JSON: the builder's keyword arguments (AlexNet: ``norm``, ``width``, ``groups``)
 feature_info      JSON: the feature maps ``forward`` returns (name, channels, stride), in order
-input             JSON: the nominal input side, the value range ([-1, 1]) and the pretext's dataset
+input             JSON: the nominal input side, the value range ([-1, 1]), the pretext's dataset and
+                  ``encoder_input``, what the encoder was trained on: ``rgb``, or ``gray`` (the ITU-R BT.601
+                  luminance on all 3 channels, :mod:`ssl_ctx.models.encoder_input`); a file without it is rgb
 source            JSON: the checkpoint, its step, the pretext method and run name, and the settings hash when
                   the run has a record (a probe of the file is then tied to that pretext run, as one of the checkpoint)
 ================  =================================================================================
@@ -35,10 +37,11 @@ SUFFIX = ".safetensors"
 
 
 def write_encoder_file(path: Path, encoder: Any, tensors: dict[str, Any], source: dict[str, Any],
-                       dataset: str | None) -> Path:
+                       dataset: str | None, encoder_input: str = "rgb") -> Path:
     """Write ``encoder`` (built by ``build_encoder``: it carries its spec) to ``path`` atomically: its
     ``tensors`` under their library names (``ssl_ctx.models.foreign_weights.library_state_dict``) and the metadata
-    above; ``source`` and ``dataset`` say where its weights come from."""
+    above; ``source`` and ``dataset`` say where its weights come from, ``encoder_input`` what they were trained
+    on."""
     from safetensors.torch import save_file
 
     from ssl_ctx.files import atomic_write, tensor_bytes
@@ -49,7 +52,8 @@ def write_encoder_file(path: Path, encoder: Any, tensors: dict[str, Any], source
         "encoder": encoder.spec.name,
         "encoder_options": json.dumps(encoder.spec.options),
         "feature_info": json.dumps(encoder.feature_info),
-        "input": json.dumps({"size": getattr(encoder, "input_size", None), "range": [-1, 1], "dataset": dataset}),
+        "input": json.dumps({"size": getattr(encoder, "input_size", None), "range": [-1, 1], "dataset": dataset,
+                             "encoder_input": encoder_input}),
         "source": json.dumps(source),
     }
     atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=metadata), needed_bytes=tensor_bytes(state))
@@ -60,6 +64,13 @@ def exported_spec(metadata: dict[str, str]) -> dict[str, Any]:
     """The build spec an exported file's metadata carries, as ``EncoderSpec.to_dict`` gives it (``name``,
     ``options``): what :func:`write_encoder_file` stored under ``encoder`` and ``encoder_options``."""
     return {"name": metadata.get("encoder", ""), "options": json.loads(metadata.get("encoder_options") or "{}")}
+
+
+def exported_input(metadata: dict[str, str]) -> str:
+    """What the exported encoder was trained on (the ``input`` entry's ``encoder_input``; rgb for a file written
+    before it was recorded)."""
+    stored = json.loads(metadata.get("input") or "{}")
+    return stored.get("encoder_input", "rgb") if isinstance(stored, dict) else "rgb"
 
 
 def read_safetensors(path: Path) -> tuple[dict[str, Any], dict[str, str]]:

@@ -4,13 +4,19 @@ The CLI catches :class:`UserError`, prints ``ssl-ctx: error: <message>`` (and it
 words, indented on a second line) and exits with status 2, so library code raises it wherever the cause is bad
 input rather than a bug. :class:`Terminated` is SIGTERM, where a command asked for it: it unwinds as Ctrl-C does,
 but the command exits with 143 (128 + SIGTERM) rather than Ctrl-C's 130.
+
+Any other exception is a bug, which keeps its traceback, unless a plug-in raised it: then
+:func:`plugin_failure` makes it one line too (status 2), naming the plug-in, the exception and where it was
+raised; ``SSL_CTX_TRACEBACK=1`` shows the traceback instead.
 """
 from __future__ import annotations
 
 import difflib
+import os
 import re
 import sys
-from collections.abc import Iterable
+import traceback
+from collections.abc import Iterable, Mapping
 from typing import NoReturn
 
 DETAIL_CHARACTERS = 300  # a library's message beyond this is cut: the first sentences say what went wrong
@@ -25,6 +31,7 @@ class UserError(Exception):
         self.detail = one_line(detail) if detail else None
 
 
+TRACEBACK_VARIABLE = "SSL_CTX_TRACEBACK"  # set to 1: a plug-in's exception shows its traceback
 INTERRUPTED, TERMINATED = 130, 143  # the shell's 128 + signal number: Ctrl-C (SIGINT 2), SIGTERM (15)
 
 
@@ -88,3 +95,26 @@ def unknown_name_error(kind: str, name: str, choices: Iterable[str]) -> UserErro
     """``unknown pretext method 'ctx'; known: a, b (did you mean 'a'?)``."""
     choices = sorted(choices)
     return UserError(f"unknown {kind} '{name}'; known: {', '.join(choices)}{suggest(name, choices)}")
+
+
+def plugin_failure(err: BaseException, plugins: Mapping[str, str]) -> str | None:
+    """The one line for ``err`` when a plug-in raised it, or None: a core bug (or ``SSL_CTX_TRACEBACK=1``), whose
+    traceback is shown.
+
+    ``plugins`` maps the top-level module of each plug-in to its name (``ssl_ctx.registry.plugin_modules``: the
+    modules that registered an encoder, pretext method or probe from outside ``ssl_ctx``). The traceback is read
+    from the innermost frame outwards, passing over other libraries (torch, numpy, the standard library): the
+    first frame in a plug-in's module blames the plug-in, the first in ``ssl_ctx`` makes it a core bug. So a
+    plug-in's own ``raise``, and an error inside torch called by a plug-in, are the plug-in's; a plug-in calling
+    ``ssl_ctx`` code that fails inside it is reported as a core bug, with its traceback.
+    """
+    if os.environ.get(TRACEBACK_VARIABLE, "").strip() not in ("", "0"):
+        return None
+    for frame, line in reversed(list(traceback.walk_tb(err.__traceback__))):
+        top = str(frame.f_globals.get("__name__", "")).split(".")[0]
+        if top == "ssl_ctx":
+            return None
+        if top in plugins:
+            return (f"plug-in {plugins[top]} raised {type(err).__name__}: {one_line(first_line(err))} "
+                    f"(at {frame.f_code.co_filename}:{line}); {TRACEBACK_VARIABLE}=1 shows the traceback")
+    return None

@@ -36,4 +36,5 @@ def export_encoder(checkpoint: str | Path, output: str | Path | None = None) -> 
               "method": payload.get("method"), "run": (payload.get("config") or {}).get("name"),
               "settings_hash": upstream_of(str(checkpoint))}
     dataset = ((payload.get("config") or {}).get("data") or {}).get("dataset")
-    return write_encoder_file(output, encoder, library_state_dict(encoder), source, dataset)
+    return write_encoder_file(output, encoder, library_state_dict(encoder), source, dataset,
+                              encoder.weights.encoder_input)

@@ -7,8 +7,10 @@ settings hash in place of the checkpoint's path. The seed is kept apart, so that
 share one *settings hash*; the *fingerprint* adds the seed and identifies one cell's result.
 
 The git commit is recorded in every record but is not part of the settings: a commit that changes results
-bumps ``ssl_ctx.__version__``, which is. Records, the bench's refusal to mix settings, the table's check of its
-cells and ``--resume`` all read these three functions.
+bumps ``ssl_ctx.__version__``, which is. Likewise a plug-in's version: where the config's pretext method,
+probe task or encoder comes from an installed plug-in, its distribution's version is the key
+``code.<distribution>`` (:func:`plugin_versions`); a config of built-ins only gets no such key. Records, the
+bench's refusal to mix settings, the table's check of its cells and ``--resume`` all read these three functions.
 """
 from __future__ import annotations
 
@@ -19,8 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import ssl_ctx
+from ssl_ctx.registry import ENCODERS, PRETEXT_METHODS, PROBES
 
-CODE_VERSION_KEY = "code.version"
+CODE_PREFIX = "code."
+CODE_VERSION_KEY = CODE_PREFIX + "version"
 UPSTREAM_PREFIX = "pretext settings "
 # Keys that do not change a run's numbers (a section name alone ignores the whole section).
 IGNORED = ("name", "output_dir", "tags", "bench", "inpaint", "train.seed", "train.device", "train.progress",
@@ -45,16 +49,39 @@ def _ignored(key: str) -> bool:
     return any(key == name or key.startswith(name + ".") for name in IGNORED)
 
 
-def settings_of(config: dict[str, Any], code_version: str | None = None, upstream: str | None = None) -> dict[str, Any]:
+def plugin_versions(config: dict[str, Any], kind: str | None = None) -> dict[str, str]:
+    """``{distribution: version}`` of the installed plug-ins a resolved config runs: the one registering its
+    pretext method (``method.name``; for ``kind`` ``pretext`` or None), its probe (``probe.task``; for ``probe`` or
+    None) and its encoder (``model.encoder``; any kind). Empty for a config of built-ins only
+    (``ssl_ctx.registry.Registry.distribution`` finds them)."""
+    looked_up = [(ENCODERS, "model", "encoder")]
+    if kind in (None, "pretext"):
+        looked_up.append((PRETEXT_METHODS, "method", "name"))
+    if kind in (None, "probe"):
+        looked_up.append((PROBES, "probe", "task"))
+    versions: dict[str, str] = {}
+    for registry, section, key in looked_up:
+        name = config.get(section, {}).get(key) if isinstance(config.get(section), dict) else None
+        found = registry.distribution(name) if isinstance(name, str) else None
+        if found is not None:
+            versions[found[0]] = found[1]
+    return versions
+
+
+def settings_of(config: dict[str, Any], code_version: str | None = None, upstream: str | None = None,
+                kind: str | None = None) -> dict[str, Any]:
     """The settings (sorted dotted keys) of a resolved config dict (``config_to_dict`` or a record's ``config``).
 
     ``upstream``: the settings hash of the pretext run whose checkpoint ``probe.init`` names, which then replaces
-    the path (so a moved folder or another seed's checkpoint path does not count as a change).
+    the path (so a moved folder or another seed's checkpoint path does not count as a change). ``kind``: the run's
+    (``pretext``, ``probe``; None: either), which says whose plug-in versions count (:func:`plugin_versions`).
     """
     settings = {key: value for key, value in flatten(config).items() if not _ignored(key)}
     if upstream is not None:
         settings["probe.init"] = UPSTREAM_PREFIX + upstream
     settings[CODE_VERSION_KEY] = code_version or ssl_ctx.__version__
+    for distribution, version in plugin_versions(config, kind).items():
+        settings[CODE_PREFIX + distribution] = version
     return dict(sorted(settings.items()))
 
 
@@ -120,5 +147,9 @@ def record_identity(record: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     if isinstance(stored, dict):
         return stored, True
     config = record.get("config") if isinstance(record.get("config"), dict) else {}
-    version = (record.get("packages") or {}).get("ssl-ctx") if isinstance(record.get("packages"), dict) else None
-    return settings_of(config, code_version=version), False
+    packages = record.get("packages") if isinstance(record.get("packages"), dict) else {}
+    settings = settings_of(config, code_version=packages.get("ssl-ctx"), kind=record.get("kind"))
+    for key in settings:
+        if key != CODE_VERSION_KEY and key.startswith(CODE_PREFIX) and key[len(CODE_PREFIX):] in packages:
+            settings[key] = packages[key[len(CODE_PREFIX):]]  # the plug-in version the record ran with
+    return settings, False

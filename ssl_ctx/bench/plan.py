@@ -86,11 +86,13 @@ def _resolve(path: str, root: Path) -> Path:
 def pretext_config(bench: Config, cell: Cell, root: Path) -> Config:
     if cell.method not in bench.bench.methods:
         raise UserError(f"bench method '{cell.method}' is not in bench.methods")
-    overrides = {**bench.bench.pretext_overrides, **bench.bench.methods[cell.method],
+    entry = dict(bench.bench.methods[cell.method])
+    config_path = entry.pop("config", bench.bench.pretext_config)  # a method may start from its own pretext config
+    overrides = {**bench.bench.pretext_overrides, **entry,
                  "train.seed": cell.seed, "output_dir": str(cell.run_dir(bench.run_dir).parent),
                  "name": cell.run_dir(bench.run_dir).name,
                  "tags": {"bench": bench.name, "method": cell.method, "seed": cell.seed, "stage": "pretext"}}
-    return load_config(_resolve(bench.bench.pretext_config, root), overrides)
+    return load_config(_resolve(config_path, root), overrides)
 
 
 def probe_config(bench: Config, cell: Cell, root: Path, checkpoint: Path) -> Config:
@@ -99,6 +101,9 @@ def probe_config(bench: Config, cell: Cell, root: Path, checkpoint: Path) -> Con
         raise UserError(f"bench probe '{cell.probe}' needs a 'config' key naming its probe config file")
     overrides = {**bench.bench.probe_overrides,
                  **{key: value for key, value in entry.items() if key not in _PROBE_KEYS}}
+    # The probe rebuilds the encoder its method's pretext run trained (a bench may compare architectures).
+    trained = pretext_config(bench, cell.pretext, root).model
+    overrides.update({"model.encoder": trained.encoder, "model.encoder_options": dict(trained.encoder_options)})
     overrides.update({"probe.init": str(checkpoint), "train.seed": cell.seed,
                       "output_dir": str(cell.run_dir(bench.run_dir).parent), "name": cell.run_dir(bench.run_dir).name,
                       "tags": {"bench": bench.name, "method": cell.method, "seed": cell.seed, "stage": "probe",
@@ -126,11 +131,28 @@ def cells(bench: Config) -> list[Cell]:
         if not isinstance(pair, (list, tuple)) or len(pair) != 2 or any(m not in bench.bench.methods for m in pair):
             raise UserError(f"bench.comparisons entry {pair!r} must be [method, other method], both among "
                             f"bench.methods ({', '.join(bench.bench.methods)})")
+    for method, baseline in bench.bench.baselines.items():
+        if method not in bench.bench.methods or baseline not in bench.bench.methods:
+            raise UserError(f"bench.baselines entry {method}: {baseline} must map a method to its baseline, both "
+                            f"among bench.methods ({', '.join(bench.bench.methods)})")
     order = []
     for seed in bench.bench.seeds:
         order += [Cell(method, seed) for method in bench.bench.methods]
         order += [Cell(method, seed, probe) for probe in bench.bench.probes for method in bench.bench.methods]
     return order
+
+
+def check_method_options(bench: Config, root: Path) -> None:
+    """Refuse, before any cell runs, a bench method whose ``method.options`` its pretext method does not declare
+    or types otherwise (one line naming the bench method). Only the method's class is needed, no network."""
+    from ssl_ctx.registry import PRETEXT_METHODS
+
+    for method in bench.bench.methods:
+        config = pretext_config(bench, Cell(method, next(iter(bench.bench.seeds), 0)), root)
+        try:
+            PRETEXT_METHODS.get(config.method.name).resolve_options(config.method.options)
+        except UserError as err:
+            raise UserError(f"bench method '{method}': {err}") from None
 
 
 # ------------------------------------------------------------------------------------- same settings
@@ -139,10 +161,10 @@ def cells(bench: Config) -> list[Cell]:
 def expected_settings(bench: Config, cell: Cell, root: Path) -> dict[str, Any]:
     """The settings this bench config gives ``cell`` (a probe names its pretext cell's settings hash)."""
     if cell.probe is None:
-        return settings_of(config_to_dict(pretext_config(bench, cell.pretext, root)))
+        return settings_of(config_to_dict(pretext_config(bench, cell.pretext, root)), kind="pretext")
     upstream = settings_hash(expected_settings(bench, cell.pretext, root))
     config = probe_config(bench, cell, root, cell.checkpoint(bench.run_dir))
-    return settings_of(config_to_dict(config), upstream=upstream)
+    return settings_of(config_to_dict(config), upstream=upstream, kind="probe")
 
 
 def started_settings(run_dir: Path) -> tuple[dict[str, Any], bool] | None:
@@ -167,7 +189,8 @@ def started_settings(run_dir: Path) -> tuple[dict[str, Any], bool] | None:
     config = read_yaml(config_path)
     is_probe = (config.get("tags") or {}).get("stage") == "probe"
     upstream = upstream_of((config.get("probe") or {}).get("init", "")) if is_probe else None
-    return settings_of(config, upstream=upstream), not is_probe or upstream is not None
+    settings = settings_of(config, upstream=upstream, kind="probe" if is_probe else "pretext")
+    return settings, not is_probe or upstream is not None
 
 
 def changed_cells(bench: Config, plan: list[Cell], root: Path) -> list[tuple[Cell, str]]:

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from ssl_ctx.bench.launchers import Launch, make_launcher
-from ssl_ctx.bench.plan import cells, check_settings, configs_root, save_bench_config
+from ssl_ctx.bench.plan import cells, check_method_options, check_settings, configs_root, save_bench_config
 from ssl_ctx.bench.progress import BenchProgress
 from ssl_ctx.bench.scheduler import run_plan
 from ssl_ctx.config import Config
@@ -48,6 +48,7 @@ def _run_locked(bench: Config, config_path: str | Path | None, command: str, sto
 
     root = configs_root(config_path)
     plan = cells(bench)
+    check_method_options(bench, root)
     check_settings(bench, plan, root, replace_changed)
     save_bench_config(bench)
     started = time.time()
@@ -61,5 +62,5 @@ def _run_locked(bench: Config, config_path: str | Path | None, command: str, sto
     print(f"bench: {counts['done']} cells run, {counts['skipped']} already finished, {counts['failed']} failed"
           f"{not_run} in {elapsed:.0f} s")
     table_command(bench.run_dir, baseline=bench.bench.baseline, command=command, overwrite=True,
-                  comparisons=[tuple(pair) for pair in bench.bench.comparisons])
+                  comparisons=[tuple(pair) for pair in bench.bench.comparisons], baselines=bench.bench.baselines)
     return counts["failed"] + counts.get("not run", 0) == 0

@@ -134,7 +134,9 @@ class Trainer:
             raise UserError(f"run folder '{self.run_dir}' already holds a checkpoint ({self.checkpoint_path}); "
                             f"pass --resume to continue it, or choose another name=... to start afresh")
         payload = load_checkpoint(self.checkpoint_path, map_location=self.device)
-        before, after = settings_of(payload.get("config", {})), settings_of(config_to_dict(self.config))
+        kind = payload.get("kind")  # whose plug-in versions count: the same for both sides
+        before = settings_of(payload.get("config", {}), kind=kind)
+        after = settings_of(config_to_dict(self.config), kind=kind)
         self.changes_on_resume = list(payload.get("changes_on_resume", []))
         step = int(payload.get("trainer_state", {}).get("step", 0))
         while (difference := first_difference(before, after)) is not None:

@@ -44,15 +44,19 @@ class EncoderSpec:
 def encoder_spec(name: str, model: Any = None) -> EncoderSpec:
     """The spec of encoder ``name`` built with the model settings ``model`` (a ``ModelConfig`` or its dict, such
     as a checkpoint's ``config.model``): the settings the encoder registered as ``options``, defaults filling any
-    the dict lacks. A ``timm:<model>`` name takes none."""
+    the dict lacks. A ``timm:<model>`` name takes ``model.encoder_options`` (timm.create_model's keywords)."""
     from ssl_ctx.config import ModelConfig
 
-    if name.startswith(TIMM_PREFIX):
-        return EncoderSpec(name)
     if isinstance(model, Mapping):
         known = {f.name for f in dataclasses.fields(ModelConfig)}
         model = ModelConfig(**{key: value for key, value in model.items() if key in known})
-    values = dataclasses.asdict(model if model is not None else ModelConfig())
+    model = model if model is not None else ModelConfig()
+    if name.startswith(TIMM_PREFIX):
+        return EncoderSpec(name, dict(model.encoder_options or {}))
+    if model.encoder_options:
+        raise UserError(f"model.encoder_options {dict(model.encoder_options)} is for timm:<model> encoders; "
+                        f"'{name}' takes its settings from model.* ({', '.join(ENCODERS.info(name).get('options', ())) or 'none'})")
+    values = dataclasses.asdict(model)
     return EncoderSpec(name, {key: values[key] for key in ENCODERS.info(name).get("options", ())})
 
 

@@ -32,7 +32,7 @@ class TimmEncoder(nn.Module):
 
     Forward: ``x (B, 3, H, W) -> dict`` with one ``(B, num_chs, H / reduction, W / reduction)`` map per
     ``feature_info`` entry, keyed by timm's module name with dots replaced by ``_`` (resnet18: ``act1 layer1
-    layer2 layer3 layer4``). ``input_size`` is the model's default side (224 when timm gives none),
+    layer2 layer3 layer4``). ``input_size`` is the side the model is built for (a ViT's ``img_size``; else timm's default, 224 when it gives none),
     ``out_channels`` the last map's channels and ``out_size`` its side at ``input_size``.
     """
 
@@ -66,7 +66,9 @@ class TimmEncoder(nn.Module):
         inner = getattr(self.model, "model", None)
         self.library_prefix = "model.model." if isinstance(inner, nn.Module) else "model."
         cfg = getattr(self.model, "pretrained_cfg", None) or {}
-        self.input_size = int(cfg.get("input_size", (3, 224, 224))[-1])
+        # A ViT built for another size (``img_size=64``) says so in its patch embedding, not in pretrained_cfg.
+        built_for = getattr(getattr(inner, "patch_embed", None), "img_size", None)
+        self.input_size = int(built_for[-1] if built_for else cfg.get("input_size", (3, 224, 224))[-1])
         self.out_channels = self.feature_info[-1]["num_chs"]
         self.out_size = -(-self.input_size // self.feature_info[-1]["reduction"])
 

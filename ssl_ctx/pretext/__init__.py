@@ -7,5 +7,6 @@ from ssl_ctx.pretext import (  # noqa: F401  (registration)
     supervised,
 )
 from ssl_ctx.pretext.base import DataInfo, PretextMethod
+from ssl_ctx.pretext.declarations import HeldOutMetric, MethodOption
 
-__all__ = ["DataInfo", "PretextMethod"]
+__all__ = ["DataInfo", "HeldOutMetric", "MethodOption", "PretextMethod"]

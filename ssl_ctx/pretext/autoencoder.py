@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 
 from ssl_ctx.pretext.context_encoder import ContextEncoder
+from ssl_ctx.pretext.declarations import HeldOutMetric
 from ssl_ctx.registry import PRETEXT_METHODS
 
 
@@ -13,6 +14,7 @@ class Autoencoder(ContextEncoder):
 
     name = "autoencoder"
     uses_mask = False  # nothing is dropped
+    held_out_metrics = (HeldOutMetric("l2", "whole image", reference="mean_fill_l2"),)
 
     def masks(self, images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         shape = (images.shape[0], 1, *images.shape[-2:])

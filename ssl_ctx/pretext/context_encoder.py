@@ -17,6 +17,7 @@ from ssl_ctx.masks import apply_mask, fill_value, make_masks
 from ssl_ctx.models import ChannelwiseBottleneck, Discriminator, UpconvDecoder, last_feature_shape
 from ssl_ctx.pretext.adversarial import Adversarial
 from ssl_ctx.pretext.base import PretextMethod
+from ssl_ctx.pretext.declarations import HeldOutMetric
 from ssl_ctx.pretext.losses import masked_l2, reconstruction_loss
 from ssl_ctx.registry import PRETEXT_METHODS
 
@@ -36,6 +37,7 @@ class ContextEncoder(Adversarial, PretextMethod):
 
     name = "context_encoder"
     uses_mask = True
+    held_out_metrics = (HeldOutMetric("masked_l2", "hole", reference="mean_fill_l2"),)
 
     def build(self) -> None:
         super().build()

@@ -34,6 +34,7 @@ from ssl_ctx.models.inpainting import INPUT_SIZE, OUTPUT_SIZE
 from ssl_ctx.pretext.adversarial import Adversarial
 from ssl_ctx.pretext.base import PretextMethod
 from ssl_ctx.pretext.context_encoder import side_by_side
+from ssl_ctx.pretext.declarations import HeldOutMetric
 from ssl_ctx.pretext.losses import masked_l2
 from ssl_ctx.registry import PRETEXT_METHODS
 
@@ -46,6 +47,8 @@ class Inpainting128(Adversarial, PretextMethod):
     uses_mask = True
     encoder_path = "generator.encoder"  # the encoder is the generator's first part
     inpaint_hole: ClassVar[str] = "central"  # read by ssl_ctx.inpaint.model: one fixed central hole
+    # The plain L2 over the hole (not the overlap-weighted training loss), against the mean fill of the hole.
+    held_out_metrics = (HeldOutMetric("hole_l2", "hole", reference="mean_fill_hole_l2"),)
 
     @classmethod
     def network_input_side(cls, model: ModelConfig) -> int:

@@ -66,7 +66,9 @@ def _pretrain(config: Config, resume: bool, deadline: float | None, allow_change
                               extra={"checkpoint": str(trainer.checkpoint_path), "history": trainer.history,
                                      "changes_on_resume": trainer.changes_on_resume,
                                      "data": data.describe(info.input_size),
-                                     "steps": trainer.plan or {"planned": 0, "bound": "not trained"}})
+                                     "steps": trainer.plan or {"planned": 0, "bound": "not trained"},
+                                     # how the tables read the eval_* metrics, without the method's code
+                                     "held_out_metrics": method_cls.held_out_record()})
         print(format_summary(config, method_cls, data, metrics, record))
     return metrics
 

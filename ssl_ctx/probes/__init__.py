@@ -80,7 +80,7 @@ def run_probe(config: Config, resume: bool = False, deadline: float | None = Non
     resolve_solver(config.probe)
     torch.manual_seed(config.train.seed)  # the head's (and a random encoder's) initial weights
     encoder = load_encoder(config.probe.init, encoder_spec(config.model.encoder, config.model))
-    parse_layers(config.probe.layer, encoder)
+    layers = parse_layers(config.probe.layer, encoder)
     origin = encoder.weights
     print(f"probe.init: {origin.description}")
     with removed_if_failed(config.run_dir):
@@ -105,6 +105,7 @@ def run_probe(config: Config, resume: bool = False, deadline: float | None = Non
                 "method": origin.method, "pretext_run": origin.pretext_run,
                 "encoder_architecture": describe_encoder(encoder), "input_size": list(input_size),
                 "pretext_input_size": origin.pretext_input_size,
+                **({"layer": "+".join(layers)} if "|" in config.probe.layer else {}),  # the alternative read
                 **{k: v for k, v in details.items() if k not in ("chance", "headline")}}
     # The protocol line every table prints: how the head is fitted, and how the encoder's BatchNorm was treated.
     settings["protocol"] = f"{settings.get('protocol') or _sgd_protocol(config)}; {normalisation}"

@@ -31,16 +31,24 @@ def layer_names(encoder: nn.Module) -> list[str]:
 
 
 def parse_layers(spec: str, encoder: nn.Module) -> list[str]:
-    """``"conv5"`` or ``"conv3+conv5"`` -> checked list of feature-map names of ``encoder``."""
+    """``"conv5"`` or ``"conv3+conv5"`` -> checked list of feature-map names of ``encoder``.
+
+    ``|`` separates alternatives for encoders of other architectures, the first whose maps the encoder all has
+    being read: ``conv1+conv2+conv3+conv4+conv5|blocks_0+blocks_1+blocks_2`` probes an AlexNet's convolutions and
+    a ViT's blocks with one probe config (a bench comparing both)."""
     known = layer_names(encoder)
-    layers = [name.strip() for name in spec.split("+") if name.strip()]
-    if not layers:
+    alternatives = [[name.strip() for name in part.split("+") if name.strip()] for part in spec.split("|")]
+    if not any(alternatives):
         raise UserError(f"probe.layer is empty; pass one of {', '.join(known)}")
-    for name in layers:
-        if name not in known:
-            raise UserError(f"probe.layer '{name}' is not a feature map of this encoder{suggest(name, known)}; "
-                            f"known: {', '.join(known)}")
-    return layers
+    for layers in alternatives:
+        if layers and all(name in known for name in layers):
+            return layers
+    if len(alternatives) > 1:
+        raise UserError(f"no alternative of probe.layer '{spec}' names only feature maps of this encoder; add one "
+                        f"('|' then maps joined by '+') from: {', '.join(known)}")
+    name = next(name for name in alternatives[0] if name not in known)
+    raise UserError(f"probe.layer '{name}' is not a feature map of this encoder{suggest(name, known)}; "
+                    f"known: {', '.join(known)}")
 
 
 def check_mode(mode: str) -> bool:

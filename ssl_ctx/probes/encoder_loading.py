@@ -24,11 +24,15 @@ Initialisations
   256-256 channels, fits none of the paper's CaffeNet-width AlexNets and is refused).
 
 Every encoder returned carries ``weights``: a :class:`WeightsOrigin` naming its table row and saying in one line
-where its weights came from (printed, and stored in the probe's record). A file holding another encoder than the
-probe asks for, or whose weights do not fit it, is refused with one line naming the file, the misfit and the fix.
+where its weights came from (printed, and stored in the probe's record), and the input its pretext method declared
+(``encoder_input``, in a checkpoint's ``data_info`` or an export's ``input`` metadata; rgb where they say nothing),
+which :func:`load_encoder` makes the encoder convert its batches to, so that every probe feeds it alike. A file
+holding another encoder than the probe asks for, or whose weights do not fit it, is refused with one line naming
+the file, the misfit and the fix.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +42,7 @@ from torch import nn
 
 from ssl_ctx.errors import UserError
 from ssl_ctx.models import TIMM_PREFIX, EncoderSpec, build_encoder, encoder_spec, gaussian_init_
+from ssl_ctx.models.encoder_input import RGB, check_encoder_input, feed_encoder_input
 from ssl_ctx.models.foreign_weights import describe_misfit, flatten_tensors, load_library_state_dict, match_weights
 
 RANDOM = "random"
@@ -51,13 +56,15 @@ _WRAPPER_PREFIXES = ("_orig_mod.", "module.")
 class WeightsOrigin:
     """Where a probed encoder's weights come from: ``method`` names its table row (the pretext method of a
     checkpoint, ``random_init``, ``timm_pretrained(<name>)`` or a foreign file's name), ``description`` says it in
-    one line, ``pretext_run`` is the name of the pretext run that trained it, where there is one, and
-    ``pretext_input_size`` the (H, W) it was trained at, where its checkpoint says."""
+    one line, ``pretext_run`` is the name of the pretext run that trained it, where there is one,
+    ``pretext_input_size`` the (H, W) it was trained at, where its checkpoint says, and ``encoder_input`` the input
+    it was trained on (``ssl_ctx.models.encoder_input.ENCODER_INPUTS``), which probes feed it."""
 
     method: str
     description: str
     pretext_run: str | None = None
     pretext_input_size: list[int] | None = None
+    encoder_input: str = RGB
 
 
 def load_encoder(init: str, expected: EncoderSpec) -> nn.Module:
@@ -65,16 +72,34 @@ def load_encoder(init: str, expected: EncoderSpec) -> nn.Module:
 
     ``expected`` is the encoder the probe's ``model.*`` describes: what ``random`` builds, what a file must hold
     (its name), and what a foreign state dict is loaded into (a checkpoint brings its own spec; ``timm:<name>`` is
-    its own).
+    its own). The encoder converts what it is fed into the input its weights were trained on
+    (``weights.encoder_input``), whichever probe calls it.
     """
+    return fed_as_trained(_encoder_of_init(init, expected))
+
+
+def _encoder_of_init(init: str, expected: EncoderSpec) -> nn.Module:
     if init == RANDOM:
         return _random_encoder(expected, f"{expected.name} from the probe's model.*")
-    if init.startswith(RANDOM_LIKE):
+    if init.startswith(RANDOM_LIKE):  # random weights were trained on nothing: rgb, as the random_init baseline
         path = Path(init[len(RANDOM_LIKE):])
         return _random_encoder(file_spec(path), f"the architecture of '{path}'")
     if init.startswith(TIMM_PREFIX):
         return timm_pretrained_encoder(init[len(TIMM_PREFIX):])
     return load_encoder_file(init, expected)
+
+
+def fed_as_trained(encoder: nn.Module) -> nn.Module:
+    """``encoder`` converting its input batches into the input its weights declare (``weights.encoder_input``),
+    said in one line and in its description (the probe record's ``weights``) where that is not rgb. The one place
+    probes honour the declaration."""
+    origin = encoder.weights
+    if origin.encoder_input != RGB:
+        print(f"probe: the encoder takes {origin.encoder_input} input (its pretext method's declaration); images "
+              f"are converted")
+        encoder.weights = dataclasses.replace(
+            origin, description=f"{origin.description}, fed {origin.encoder_input} input as its method declares")
+    return feed_encoder_input(encoder, origin.encoder_input)
 
 
 def _random_encoder(spec: EncoderSpec, what: str) -> nn.Module:
@@ -218,10 +243,12 @@ def pretext_encoder(path: Path, payload: dict[str, Any], expected: EncoderSpec |
     encoder.load_state_dict(state, strict=True)
     method = payload.get("method") or "?"
     step = (payload.get("trainer_state") or {}).get("step")
-    trained_at = (payload.get("data_info") or {}).get("input_size")
+    data_info = payload.get("data_info") or {}
+    trained_at = data_info.get("input_size")
     encoder.weights = WeightsOrigin(method, f"pretext checkpoint '{path}' ({method}, step {step})",
                                     ((payload.get("config") or {}).get("name")),
-                                    [int(v) for v in trained_at] if trained_at else None)
+                                    [int(v) for v in trained_at] if trained_at else None,
+                                    check_encoder_input(data_info.get("encoder_input", RGB), f"checkpoint '{path}'"))
     return encoder
 
 
@@ -229,7 +256,7 @@ def _exported_encoder(path: Path, tensors: dict[str, torch.Tensor], metadata: di
                       expected: EncoderSpec | None) -> nn.Module:
     import json
 
-    from ssl_ctx.encoder_file import exported_spec
+    from ssl_ctx.encoder_file import exported_input, exported_spec
 
     spec = EncoderSpec.from_dict(exported_spec(metadata), f"exported encoder '{path}'")
     _check_held(path, "exported encoder", spec.name, expected)
@@ -239,8 +266,9 @@ def _exported_encoder(path: Path, tensors: dict[str, torch.Tensor], metadata: di
     load_library_state_dict(encoder, match.state)
     source = json.loads(metadata.get("source") or "{}")
     method = source.get("method") or path.name
+    fed = check_encoder_input(exported_input(metadata), f"exported encoder '{path}'")
     encoder.weights = WeightsOrigin(method, f"exported encoder '{path}' ({method}, from {source.get('checkpoint')})",
-                                    source.get("run"))
+                                    source.get("run"), encoder_input=fed)
     return encoder
 
 

@@ -1,7 +1,8 @@
-"""Frozen features, extracted once per (encoder weights, images, layers, pooling) and kept on disk for reuse.
+"""Frozen features, extracted once per (encoder weights and input, images, layers, pooling), kept on disk for reuse.
 
 A frozen probe never changes the encoder, so its features are a function of the encoder's weights (BatchNorm
-statistics included, after :mod:`~ssl_ctx.probes.batch_norm`), the images and how each map is reduced. They are
+statistics included, after :mod:`~ssl_ctx.probes.batch_norm`), the input it is fed (gray or rgb), the images and
+how each map is reduced. They are
 computed in one pass per split (every layer from the same forward pass) and stored as float16 arrays under
 ``<root>/<key>/<layer>.npy`` (with ``meta.json`` saying what they are) where ``key`` hashes all of the above
 and the split; a second probe of the same
@@ -32,6 +33,7 @@ from tqdm.auto import tqdm
 
 from ssl_ctx.data.cache_writer import new_memmap
 from ssl_ctx.files import exclusive_lock, output_errors, temporary_sibling, write_json_atomic
+from ssl_ctx.models.encoder_input import RGB, encoder_input_of
 
 FORMAT = "ssl_ctx.features/1"
 _extractions = 0  # encoder passes over a split in this process (tests count them)
@@ -66,6 +68,9 @@ def cache_key(encoder: nn.Module, spec: FeatureSpec, split: Any) -> str:
     if getattr(split, "selection", ""):  # a part of a cached split (a held-out part): keyed apart from the whole
         images["selection"] = split.selection
     identity = {"format": FORMAT, "weights": weights_digest(encoder), "spec": asdict(spec), "images": images}
+    # The same weights fed gray images give other features; rgb adds nothing, so existing keys stay valid.
+    if encoder_input_of(encoder) != RGB:
+        identity["encoder_input"] = encoder_input_of(encoder)
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
 
 

@@ -27,14 +27,17 @@ PRIMARY_METRIC = {"classification": "top1", "multilabel_classification": "map", 
                   "segmentation": "miou"}
 # Older probe records lack ``probe.kind``: derive it from the probe mode.
 KIND_OF_MODE = {"linear": "frozen", "finetune": "fine-tuned"}
-# A pretext record's held-out L2 of the model, and the pixels it is measured on; the first one present is used.
-PIXELS_OF_METRIC = {"eval_masked_l2": "hole", "eval_l2": "whole image"}
-MEAN_FILL_METRIC = "eval_mean_fill_l2"
+# How a pretext record from before records carried ``held_out_metrics`` (the method's declaration) is read: the
+# first of these present, as the built-in reconstructions declare them now.
+OLDER_HELD_OUT_METRICS = ({"metric": "eval_masked_l2", "label": "hole", "reference": "eval_mean_fill_l2",
+                           "reference_label": "mean fill"},
+                          {"metric": "eval_l2", "label": "whole image", "reference": "eval_mean_fill_l2",
+                           "reference_label": "mean fill"})
 
 PROBE_COLUMNS = ["probe", "task", "kind", "protocol", "metric", "layer", "column", "method", "seed", "value",
                  "architecture", "paper", "path"]
-PRETEXT_COLUMNS = ["method", "seed", "train_steps", "pixels", "model_l2", "mean_fill_l2", "on_training_images",
-                   "held_out", "path"]
+PRETEXT_COLUMNS = ["method", "seed", "train_steps", "metric", "pixels", "value", "mean_fill", "reference_label",
+                   "on_training_images", "held_out", "path"]
 HISTORY_COLUMNS = ["method", "seed", "step", "loss"]
 # What a record was trained on (``trained_on_frame``); counts are NaN and text "" where the record does not say.
 TRAINED_ON_COLUMNS = ["kind", "probe", "method", "seed", "dataset", "train_split", "eval_split", "train_images",
@@ -212,28 +215,42 @@ def collect_records(runs_dir: str | Path) -> pd.DataFrame:
     return probe_frame(read_records(runs_dir))
 
 
+def shown_held_out_metrics(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The held-out metrics of a pretext record that the pretext table shows, each ``{"metric", "label",
+    "reference"}``: those its method declared (the record's ``held_out_metrics``) that its metrics hold, in
+    order; a record from before the declarations were recorded shows the first of ``OLDER_HELD_OUT_METRICS`` it
+    holds."""
+    metrics = _section(record, "metrics")
+    declared = record.get("held_out_metrics")
+    if not isinstance(declared, list):
+        return [d for d in OLDER_HELD_OUT_METRICS if _number(metrics.get(d["metric"])) is not None][:1]
+    return [d for d in declared if isinstance(d, dict) and isinstance(d.get("metric"), str)
+            and _number(metrics.get(d["metric"])) is not None]
+
+
 def pretext_frame(records: RecordSet) -> pd.DataFrame:
-    """One row per pretext record: train steps, the model's held-out L2 and the pixels it covers ("hole" or
-    "whole image"; empty for a method without held-out metrics, e.g. random_init) and the mean-fill L2 of the
-    same pixels. Missing numbers are NaN. ``on_training_images`` is True when the evaluation images were trained
-    on (so the L2 is no held-out score) and ``held_out`` says which images were held out, where the record says
+    """One row per pretext record and shown held-out metric (:func:`shown_held_out_metrics`): train steps, the
+    ``metric``, what it measures (``pixels``: the declared label, for a reconstruction the pixels it covers,
+    "hole" or "whole image"), its ``value`` and ``mean_fill``, the value of the declared reference (the mean
+    fill of the same pixels; NaN without one). A record without any (random_init) is one row with an empty
+    metric and NaN. ``on_training_images`` is True when the evaluation images were trained on (so the value is no
+    held-out score) and ``held_out`` says which images were held out, where the record says
     (:func:`training_data`)."""
     rows = []
     for path, record in records.pretext:
         metrics = _section(record, "metrics")
-        model_metric = next((name for name in PIXELS_OF_METRIC if _number(metrics.get(name)) is not None), None)
         data = training_data(record)
-        rows.append({
-            "method": records.methods[path],
-            "seed": record.get("seed"),
-            "train_steps": _number(metrics.get("train_steps")) or 0.0,
-            "pixels": PIXELS_OF_METRIC.get(model_metric, ""),
-            "model_l2": _number(metrics.get(model_metric)) if model_metric else math.nan,
-            "mean_fill_l2": _nan_if_none(_number(metrics.get(MEAN_FILL_METRIC))),
-            "on_training_images": data["on_training_images"],
-            "held_out": data["held_out"],
-            "path": str(path),
-        })
+        common = {"method": records.methods[path], "seed": record.get("seed"),
+                  "train_steps": _number(metrics.get("train_steps")) or 0.0,
+                  "on_training_images": data["on_training_images"], "held_out": data["held_out"], "path": str(path)}
+        shown = shown_held_out_metrics(record) or [{"metric": "", "label": ""}]
+        for metric in shown:
+            reference = metric.get("reference")
+            rows.append({**common, "metric": metric["metric"], "pixels": str(metric.get("label") or metric["metric"]),
+                         "value": _nan_if_none(_number(metrics.get(metric["metric"]))),
+                         "mean_fill": _nan_if_none(_number(metrics.get(reference)) if isinstance(reference, str)
+                                                   else None),
+                         "reference_label": str(metric.get("reference_label") or "mean fill")})
     return pd.DataFrame(rows, columns=PRETEXT_COLUMNS)
 
 

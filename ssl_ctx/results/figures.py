@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from ssl_ctx.results.render import KIND_PHRASE, PERCENT, TRAINING_IMAGES_MARK, l2_label
-from ssl_ctx.results.stats import CONFIDENCE
+from ssl_ctx.results.stats import CONFIDENCE, mean_fill_referenced
 
 FONT = 9
 CAPTION_FONT = 8
@@ -71,17 +71,49 @@ def _kind(kind: str) -> str:
     return KIND_PHRASE.get(kind, kind) or "probe"
 
 
+def relative_depths(part: pd.DataFrame) -> dict[str, dict[str, float]] | None:
+    """Where encoders of different architectures share a panel (their methods read different layers), each
+    method's layers at their relative depth k / n (the k-th of its n layers); None when every method reads the
+    same layers (they keep their names on the axis)."""
+    columns = list(pd.unique(part["column"]))
+    layers = {m: [c for c in columns if c in set(part.loc[part["method"] == m, "column"])]
+              for m in pd.unique(part["method"])}
+    if len({tuple(found) for found in layers.values()}) <= 1:
+        return None
+    return {m: {c: (k + 1) / len(found) for k, c in enumerate(found)} for m, found in layers.items()}
+
+
+def _depth_label(method: str, depths: dict[str, float]) -> str:
+    names = list(depths)
+    return f"{method} ({names[0]}…{names[-1]})" if len(names) > 1 else method
+
+
 def _lines_per_method(ax, part: pd.DataFrame, colors: dict[str, str]) -> None:
-    """Score vs column (layer), one line per method with std error bars, slightly offset so bars do not hide."""
+    """Score vs column (layer), one line per method with std error bars, slightly offset so bars do not hide;
+    against relative depth where the methods' encoders have different layers (:func:`relative_depths`)."""
     columns = list(pd.unique(part["column"]))
     methods = list(pd.unique(part["method"]))
+    depths = relative_depths(part)
     for i, method in enumerate(methods):
-        rows = part[part["method"] == method].set_index("column").reindex(columns)
-        x = np.arange(len(columns)) + (i - (len(methods) - 1) / 2) * 0.06
+        offset = (i - (len(methods) - 1) / 2) * (0.01 if depths else 0.06)
+        if depths:
+            mine = depths[method]
+            rows = part[part["method"] == method].drop_duplicates("column").set_index("column").reindex(list(mine))
+            x, label = np.array(list(mine.values())) + offset, _depth_label(method, mine)
+        else:
+            rows = part[part["method"] == method].set_index("column").reindex(columns)
+            x, label = np.arange(len(columns)) + offset, method
         ax.errorbar(x, rows["mean"] * PERCENT, yerr=_std(rows["std"]), marker="o", markersize=4, capsize=3,
-                    linewidth=1.4, color=colors[method], label=method)
-    ax.set_xticks(range(len(columns)), columns)
+                    linewidth=1.4, color=colors[method], label=label)
+    if depths:
+        ax.set_xlim(0, 1.05)
+    else:
+        ax.set_xticks(range(len(columns)), columns)
     ax.legend(fontsize=8)
+
+
+def _layer_axis_label(part: pd.DataFrame, named: str) -> str:
+    return "relative depth (k-th of the encoder's n layers: k / n)" if relative_depths(part) else named
 
 
 def _bars_per_method(ax, part: pd.DataFrame, colors: dict[str, str]) -> None:
@@ -101,7 +133,7 @@ def probe_figure(summary: pd.DataFrame, path: Path, colors: dict[str, str], capt
         first = part.iloc[0]
         if part["column"].nunique() > 1:
             _lines_per_method(ax, part, colors)
-            ax.set_xlabel("layer", fontsize=FONT)
+            ax.set_xlabel(_layer_axis_label(part, "layer"), fontsize=FONT)
         else:
             _bars_per_method(ax, part, colors)
         ax.set_title(f"{probe}\n{_kind(first['kind'])}, {first['metric']}", fontsize=FONT + 1)
@@ -132,7 +164,7 @@ def layer_figure(summary: pd.DataFrame, path: Path, colors: dict[str, str], capt
         first = part.iloc[0]
         _lines_per_method(ax, part, colors)
         ax.set_title(f"{probe}: {first['metric']} per layer ({_kind(first['kind'])})", fontsize=FONT + 1)
-        ax.set_xlabel("layer the probe reads", fontsize=FONT)
+        ax.set_xlabel(_layer_axis_label(part, "layer the probe reads"), fontsize=FONT)
         ax.set_ylabel(f"{first['metric']} (%)", fontsize=FONT)
         ax.tick_params(labelsize=8)
         ax.grid(alpha=0.3)
@@ -147,8 +179,9 @@ def pretext_figure(history: pd.DataFrame, pretext: pd.DataFrame, path: Path, col
     """Left: training loss per method (mean over seeds at each logged step, band = min..max over seeds).
     Right: L2 of each trained method beside the mean fill of the same pixels (``stats.summarise_pretext`` rows),
     error bars = std over seeds; called held-out only where the evaluation images were not trained on
-    (``render.l2_label``: a method evaluated on its training images is marked when others are not).
-    ``caption``: what was trained on."""
+    (``render.l2_label``: a method evaluated on its training images is marked when others are not). Where the
+    methods' declared metrics are not all L2s with a mean-fill reference, each metric's ratio to its own reference
+    instead (:func:`_ratio_panel`: the values do not share a scale). ``caption``: what was trained on."""
     figure = Figure(figsize=(10.5, 3.9), layout="constrained")
     FigureCanvasAgg(figure)
     loss_ax, l2_ax = figure.subplots(1, 2)
@@ -166,6 +199,33 @@ def pretext_figure(history: pd.DataFrame, pretext: pd.DataFrame, path: Path, col
         loss_ax.set_ylabel("training loss (each method's own objective)", fontsize=FONT)
         loss_ax.legend(fontsize=8)
         loss_ax.grid(alpha=0.3)
+    if not mean_fill_referenced(pretext):
+        _ratio_panel(l2_ax, pretext, colors)
+    else:
+        _l2_panel(l2_ax, pretext, colors)
+    counts = pretext["n"].tolist() or history.groupby("method")["seed"].nunique().tolist()
+    _suptitle(figure, f"Pretext training; error bars and bands over seeds ({seeds_text(counts)})", caption)
+    figure.savefig(path, dpi=DPI, format="png")
+    return path
+
+
+def _ratio_panel(ax, pretext: pd.DataFrame, colors: dict[str, str]) -> None:
+    """Each declared metric with a reference as model / reference (1: no better than the trivial predictor)."""
+    shown = pretext[pretext["fill_mean"].notna()]
+    x = np.arange(len(shown))
+    ax.bar(x, shown["ratio"], 0.6, color=[colors.get(m, "gray") for m in shown["method"]])
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.set_xticks(x, [f"{m}\n{p}\nvs {r}" for m, p, r in zip(shown["method"], shown["pixels"],
+                                                          shown["reference_label"])], fontsize=7)
+    left_out = sorted(set(pretext.loc[pretext["fill_mean"].isna(), "method"]))
+    ax.set_title("Held-out value / its trivial reference" + (f" ({', '.join(left_out)}: no reference)"
+                                                              if left_out else ""), fontsize=FONT + 1)
+    ax.set_ylabel("ratio (below 1: better than the reference)", fontsize=FONT)
+    ax.grid(axis="y", alpha=0.3)
+
+
+def _l2_panel(l2_ax, pretext: pd.DataFrame, colors: dict[str, str]) -> None:
+    """L2 of each method beside the mean fill of the same pixels."""
     x = np.arange(len(pretext))
     l2_ax.bar(x - 0.2, pretext["model_mean"], 0.4, yerr=_std(pretext["model_std"], 1.0),
               capsize=3, color=[colors.get(m, "gray") for m in pretext["method"]])
@@ -184,10 +244,6 @@ def pretext_figure(history: pd.DataFrame, pretext: pd.DataFrame, path: Path, col
                           Patch(facecolor="lightgray", hatch="//", edgecolor="gray", label="mean fill (same pixels)")],
                  fontsize=8, loc="upper left", ncol=2)
     l2_ax.grid(axis="y", alpha=0.3)
-    counts = pretext["n"].tolist() or history.groupby("method")["seed"].nunique().tolist()
-    _suptitle(figure, f"Pretext training; error bars and bands over seeds ({seeds_text(counts)})", caption)
-    figure.savefig(path, dpi=DPI, format="png")
-    return path
 
 
 def delta_frame(summary: pd.DataFrame) -> pd.DataFrame:
@@ -233,20 +289,28 @@ def delta_figure(summary: pd.DataFrame, path: Path, colors: dict[str, str], capt
         columns = list(pd.unique(part["column"]))
         pairs = list(dict.fromkeys(zip(part["method"], part["baseline"])))
         layered = len(columns) > 1
+        depths = relative_depths(part) if layered else None
+        own = {method: other for method, other in reversed(pairs)}  # each method's first Δ: from its baseline
         for i, (method, other) in enumerate(pairs):
             rows = part[(part["method"] == method) & (part["baseline"] == other)].set_index("column")
             rows = rows.reindex([c for c in columns if c in rows.index])
-            if layered:
+            if depths:
+                x = np.array([depths[method][c] for c in rows.index]) + (i - (len(pairs) - 1) / 2) * 0.01
+            elif layered:
                 x = np.array([columns.index(c) for c in rows.index]) + (i - (len(pairs) - 1) / 2) * 0.08
             else:
                 x = np.array([float(i)])
-            linestyle = "-" if other == others[0] else "--"
+            linestyle = "-" if other == own[method] else "--"
             _delta_markers(ax, x, rows, colors.get(method, "gray"), markers[other], linestyle)
             if layered:
                 ax.plot([], [], color=colors.get(method, "gray"), marker=markers[other], linestyle=linestyle,
                         label=f"{method} − {other}")
         ax.axhline(0, color="black", linewidth=0.8)
-        if layered:
+        if depths:
+            ax.set_xlim(0, 1.05)
+            ax.set_xlabel(_layer_axis_label(part, "layer"), fontsize=FONT)
+            ax.legend(fontsize=7)
+        elif layered:
             ax.set_xticks(range(len(columns)), columns)
             ax.set_xlabel("layer", fontsize=FONT)
             ax.legend(fontsize=7)

@@ -17,7 +17,7 @@ import torch
 from ssl_ctx.config import Config, config_to_dict
 from ssl_ctx.engine.device import describe_device
 from ssl_ctx.files import write_json_atomic
-from ssl_ctx.settings import fingerprint, settings_hash, settings_of, upstream_of
+from ssl_ctx.settings import fingerprint, plugin_versions, settings_hash, settings_of, upstream_of
 
 RECORD_NAME = "record.json"
 _PACKAGES = ("ssl-ctx", "torch", "torchvision", "timm", "numpy", "scipy", "pycocotools", "opencv-python-headless")
@@ -37,6 +37,8 @@ def git_commit() -> str:
 
 
 def package_versions() -> dict[str, str]:
+    """The installed versions of this package and the libraries its numbers depend on (a run's plug-ins are
+    added by :func:`write_record`)."""
     versions = {}
     for name in _PACKAGES:
         try:
@@ -52,10 +54,11 @@ def write_record(run_dir: str | os.PathLike, kind: str, metrics: dict[str, Any],
     """Write ``run_dir/record.json`` atomically and return its path.
 
     The record carries the run's settings, their hash and its fingerprint (``ssl_ctx.settings``); a probe that
-    read a pretext run's checkpoint names that run's settings hash instead of the checkpoint's path.
+    read a pretext run's checkpoint names that run's settings hash instead of the checkpoint's path. ``packages``
+    adds the distributions of the plug-ins the run used (its pretext method, probe or encoder), as the settings do.
     """
     resolved = config_to_dict(config)
-    settings = settings_of(resolved, upstream=upstream_of(config.probe.init) if kind == "probe" else None)
+    settings = settings_of(resolved, upstream=upstream_of(config.probe.init) if kind == "probe" else None, kind=kind)
     record = {
         "kind": kind,
         "name": config.name,
@@ -64,7 +67,7 @@ def write_record(run_dir: str | os.PathLike, kind: str, metrics: dict[str, Any],
         "wall_time_s": round(wall_time, 3),
         "device": describe_device(device),
         "git_commit": git_commit(),
-        "packages": package_versions(),
+        "packages": {**package_versions(), **plugin_versions(resolved, kind)},
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "settings_hash": settings_hash(settings),
         "fingerprint": fingerprint(settings, config.train.seed),

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from ssl_ctx.results.paper import PAPER_FEATURE_LEARNING, PAPER_TASK_NAMES
-from ssl_ctx.results.stats import CONFIDENCE, NO_TEST
+from ssl_ctx.results.stats import CONFIDENCE, NO_TEST, mean_fill_referenced
 
 MINUS = "\u2212"  # the typographic minus; LaTeX gets "$-$"
 PERCENT = 100.0  # probe metrics are fractions in [0, 1]; tables show %
@@ -88,7 +88,8 @@ def probe_title(part: pd.DataFrame) -> str:
     head = first["task"] or first["probe"]
     if first["kind"]:
         head += f" — {KIND_PHRASE.get(first['kind'], first['kind'])}"
-    return "; ".join(p for p in (head, first["protocol"], f"metric {first['metric']}, in %") if p)
+    protocol = " / ".join(p for p in pd.unique(part["protocol"]) if p)  # one, unless the methods' protocols differ
+    return "; ".join(p for p in (head, protocol, f"metric {first['metric']}, in %") if p)
 
 
 def probe_table(part: pd.DataFrame, baseline: str | None, paper: bool = False) -> Table:
@@ -126,9 +127,37 @@ def probe_table(part: pd.DataFrame, baseline: str | None, paper: bool = False) -
     return Table(heading=str(part["probe"].iloc[0]), title=probe_title(part), header=header, rows=rows, notes=notes)
 
 
-def legend(baseline: str | None) -> str:
+def layer_groups(part: pd.DataFrame) -> list[list[str]]:
+    """One probe's methods grouped by the columns (layers) they have, in order of appearance: one group when every
+    method reads the same layers, one per architecture when they differ (AlexNet's conv1-conv5, a ViT's blocks)."""
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for method in pd.unique(part["method"]):
+        columns = tuple(pd.unique(part.loc[part["method"] == method, "column"]))
+        groups.setdefault(columns, []).append(method)
+    return list(groups.values())
+
+
+def probe_tables(part: pd.DataFrame, baseline: str | None, paper: bool = False) -> list[Table]:
+    """:func:`probe_table`, one per :func:`layer_groups` group (its heading naming the group's layers when there
+    are several), so that encoders with different layers each get their own columns."""
+    groups = layer_groups(part)
+    if len(groups) == 1:
+        return [probe_table(part, baseline, paper)]
+    tables = []
+    for methods in groups:
+        table = probe_table(part[part["method"].isin(methods)], baseline, paper)
+        table.heading += f" ({table.header[2]}…{table.header[-1]})" if len(table.header) > 3 else ""
+        tables.append(table)
+    return tables
+
+
+def legend(baseline: str | None, baselines: dict[str, str] | None = None) -> str:
     """The one-line key to the probe tables."""
     text = "Cells: mean ± std over seeds (n = number of seeds)."
+    own = "; ".join(f"{method} against {other}" for method, other in (baselines or {}).items())
+    if baseline and own:
+        text += (f" Methods with a baseline of their own (an encoder of another architecture is compared with "
+                 f"random weights of that architecture): {own}; the others against {baseline}.")
     if baseline:
         text += (f" Δ vs X: difference of means from method X (the baseline {baseline}, or another named) with its "
                  f"{CONFIDENCE * 100:g} % confidence interval (Welch's t-test across seeds, uncorrected for multiple "
@@ -139,15 +168,16 @@ def legend(baseline: str | None) -> str:
 TRAINING_IMAGES_MARK = "†"
 
 
-def l2_label(on_training_images: list[bool]) -> tuple[str, bool]:
-    """The name of the pretext L2 (column and figure label) and whether rows must be marked: "held-out L2" only
-    when no row's evaluation images were trained on, "L2 on training images" when every row's were, else the
-    held-out name with the mark that rows evaluated on training images carry."""
+def l2_label(on_training_images: list[bool], quantity: str = "L2") -> tuple[str, bool]:
+    """The name of the pretext L2 (column and figure label; ``quantity``: what is named, "value" where the rows
+    are not all L2s) and whether rows must be marked: "held-out L2" only when no row's evaluation images were
+    trained on, "L2 on training images" when every row's were, else the held-out name with the mark that rows
+    evaluated on training images carry."""
     if not any(on_training_images):
-        return "held-out L2", False
+        return f"held-out {quantity}", False
     if all(on_training_images):
-        return "L2 on training images", False
-    return f"held-out L2 ({TRAINING_IMAGES_MARK} on training images)", True
+        return f"{quantity} on training images", False
+    return f"held-out {quantity} ({TRAINING_IMAGES_MARK} on training images)", True
 
 
 def held_out_note(summary: pd.DataFrame) -> str | None:
@@ -155,51 +185,87 @@ def held_out_note(summary: pd.DataFrame) -> str | None:
     they differ; None when no record says."""
     groups: dict[str, list[str]] = {}
     for method, held_out in zip(summary["method"], summary.get("held_out", [""] * len(summary))):
-        if held_out:
-            groups.setdefault(held_out, []).append(method)
+        if held_out and method not in groups.setdefault(held_out, []):  # a method may show several metrics
+            groups[held_out].append(method)
     if not groups:
         return None
-    if len(groups) == 1 and len(next(iter(groups.values()))) == len(summary):
+    if len(groups) == 1 and len(next(iter(groups.values()))) == summary["method"].nunique():
         return f"Held out of pretext training and evaluated on: {next(iter(groups))}."
     return "Held out of pretext training and evaluated on: " + "; ".join(
         f"{', '.join(methods)}: {held_out}" for held_out, methods in groups.items()) + "."
 
 
+# What the pretext table's rows are: reconstructions (every row an L2 beside its mean fill) or other metrics.
+PRETEXT_SUBJECTS = {
+    True: {"trained": "Pretext training, reconstruction of the images it was trained on",
+           "marked": "Pretext training, reconstruction of held-out images",
+           "held_out": "Pretext training, held-out reconstruction"},
+    False: {"trained": "Pretext training, metrics on the images it was trained on",
+            "marked": "Pretext training, metrics on held-out images",
+            "held_out": "Pretext training, held-out metrics"},
+}
+
+
 def pretext_table(summary: pd.DataFrame, without: list[str]) -> Table:
-    """Per trained method: train steps, the pixels measured, the L2 of the model and of the mean fill of the
-    same pixels (mean ± std, 4 decimals) and their ratio (2 decimals). The L2 is called held-out only where the
-    evaluation images were not trained on (``stats.summarise_pretext``'s ``on_training_images``, :func:`l2_label`),
-    and a note says which images were held out where the records say."""
+    """Per trained method and held-out metric its records show: train steps, what the metric measures, its value
+    and the mean fill of the same pixels (mean ± std, 4 decimals) and their ratio (2 decimals). Where every row is
+    an L2 with a mean-fill reference (the built-in reconstructions), the table reads as an L2 table of the pixels
+    measured; otherwise each row names its metric and a row without a reference shows "—" for the mean fill and
+    the ratio. The value is called held-out only where the evaluation images were not trained on
+    (``stats.summarise_pretext``'s ``on_training_images``, :func:`l2_label`), and a note says which images were
+    held out where the records say."""
     on_training = [bool(v) for v in summary.get("on_training_images", [False] * len(summary))]
-    label, mark = l2_label(on_training)
+    reconstructions = mean_fill_referenced(summary)
+    label, mark = l2_label(on_training, "L2" if reconstructions else "value")
     rows = []
     for (_, row), trained_on in zip(summary.iterrows(), on_training):
         low, high = int(row["steps_min"]), int(row["steps_max"])
         model = mean_std(row["model_mean"], row["model_std"], row["n"], 4)
+        referenced = not math.isnan(row["fill_mean"])
         rows.append([_text(row["method"]), _text(str(row["n"])), _text(str(low) if low == high else f"{low}–{high}"),
-                     _text(row["pixels"]), _text(model + (f" {TRAINING_IMAGES_MARK}" if mark and trained_on else "")),
-                     _text(mean_std(row["fill_mean"], row["fill_std"], row["n"], 4)),
-                     _text(format_number(row["ratio"], 2))])
+                     _text(row["pixels"] if reconstructions else _measured(row)),
+                     _text(model + (f" {TRAINING_IMAGES_MARK}" if mark and trained_on else "")),
+                     _text(_reference_cell(row, reconstructions) if referenced else "—"),
+                     _text(format_number(row["ratio"], 2) if referenced else "—")])
     notes = [f"Left out, no held-out metrics in their records: {', '.join(without)}."] if without else []
     if mark:
         notes.append(f"{TRAINING_IMAGES_MARK}: evaluated on images the model was trained on "
                      "(data.eval_on_training_images), not held out.")
     held_out = held_out_note(summary)
     notes += [held_out] if held_out else []
+    subjects = PRETEXT_SUBJECTS[reconstructions]
     if all(on_training) and on_training:
-        what = ("Pretext training, reconstruction of the images it was trained on (the evaluation images were "
-                "trained on: no held-out score)")
+        what = f"{subjects['trained']} (the evaluation images were trained on: no held-out score)"
     elif mark:
-        what = f"Pretext training, reconstruction of held-out images ({TRAINING_IMAGES_MARK}: of training images)"
+        what = f"{subjects['marked']} ({TRAINING_IMAGES_MARK}: of training images)"
     else:
-        what = "Pretext training, held-out reconstruction"
-    return Table(
-        heading="pretext",
-        title=(f"{what}: L2 on the [-1, 1] pixel scale (mean ± std over seeds) "
-               "of the model and of filling the same pixels with the dataset mean; ratio = model / mean fill "
-               "(below 1: better than the mean fill)."),
-        header=["method", "n", "train steps", "pixels", label, "mean-fill L2 (same pixels)", "ratio"],
-        rows=rows, notes=notes)
+        what = subjects["held_out"]
+    if reconstructions:
+        title = (f"{what}: L2 on the [-1, 1] pixel scale (mean ± std over seeds) "
+                 "of the model and of filling the same pixels with the dataset mean; ratio = model / mean fill "
+                 "(below 1: better than the mean fill).")
+    else:
+        title = (f"{what}: each method's declared held-out metrics (mean ± std over seeds), with what they measure; "
+                 "where a method declares a reference, the same metric of a trivial predictor of the same pixels "
+                 "(named: the mean fill is the dataset mean colour) and ratio = model / reference (below 1: better "
+                 "than the reference), else —.")
+    return Table(heading="pretext", title=title,
+                 header=["method", "n", "train steps", "pixels" if reconstructions else "measures (metric)", label,
+                         "mean-fill L2 (same pixels)" if reconstructions else "reference (same pixels)", "ratio"],
+                 rows=rows, notes=notes)
+
+
+def _reference_cell(row: pd.Series, reconstructions: bool) -> str:
+    """The reference's mean ± std, named where the table mixes references (a mean fill, a flat patch ...)."""
+    value = mean_std(row["fill_mean"], row["fill_std"], row["n"], 4)
+    label = str(row.get("reference_label") or "")
+    return value if reconstructions or not label else f"{value} ({label})"
+
+
+def _measured(row: pd.Series) -> str:
+    """"hole (eval_masked_l2)": what a held-out metric measures and its name in the records."""
+    metric, label = str(row["metric"]), str(row["pixels"])
+    return f"{label} ({metric})" if label and label != metric else metric
 
 
 # --- the caption: what was trained on ---------------------------------------------------------------------
@@ -368,20 +434,23 @@ def architecture_note(architectures: dict[str, list[str]]) -> str | None:
 
 def build_report(summary: pd.DataFrame, provenance: str, baseline: str | None,
                  pretext: tuple[pd.DataFrame, list[str]] | None = None, paper: bool = False,
-                 notes: dict[str, list[str]] | None = None, caption: str = "") -> Report:
+                 notes: dict[str, list[str]] | None = None, caption: str = "",
+                 baselines: dict[str, str] | None = None) -> Report:
     """Assemble the report from ``stats.summarise`` rows, and ``stats.summarise_pretext``'s result if any;
     ``notes``: lines to print under the table of a probe, by probe name; ``caption``: what was trained on
-    (:func:`training_caption`), printed under the provenance."""
+    (:func:`training_caption`), printed under the provenance; ``baselines``: the methods compared with a baseline
+    of their own (named in the legend)."""
     has_baseline = bool(summary["baseline"].astype(bool).any())
-    probes = [probe_table(summary[summary["probe"] == p], baseline, paper) for p in pd.unique(summary["probe"])]
+    probes = [table for p in pd.unique(summary["probe"]) for table in probe_tables(summary[summary["probe"] == p],
+                                                                                   baseline, paper)]
     for table in probes:
-        table.notes += (notes or {}).get(table.heading, [])
+        table.notes += (notes or {}).get(table.heading.split(" (")[0], [])
     extra = []
     if pretext is not None and (not pretext[0].empty or pretext[1]):
         extra.append(pretext_table(*pretext))
     if paper and not summary["paper"].astype(bool).any():  # no probe shows the published numbers beside ours
         extra.append(paper_table())
-    return Report(provenance, probes, legend(baseline if has_baseline else None), extra, caption)
+    return Report(provenance, probes, legend(baseline if has_baseline else None, baselines), extra, caption)
 
 
 # --- Markdown -------------------------------------------------------------------------------------------------

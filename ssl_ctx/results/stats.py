@@ -4,7 +4,7 @@ Welch's t-test and its 95 % confidence interval. Pure functions of numbers and f
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,14 +68,31 @@ def welch_compare(values: Sequence[float], baseline: Sequence[float], confidence
     return Comparison(delta, delta - half_width, delta + half_width, p_value, df, p_value < 1 - confidence)
 
 
-def method_order(methods: Iterable[str], baseline: str | None) -> list[str]:
-    """The baseline first (when present), then the other methods sorted by name."""
-    methods = set(methods)
-    return ([baseline] if baseline in methods else []) + sorted(methods - {baseline})
+def method_order(methods: Iterable[str], baseline: str | None,
+                 baselines: Mapping[str, str] | None = None) -> list[str]:
+    """The baseline first (when present), then the other methods sorted by name, each method of another baseline
+    (``baselines``: method -> its baseline) right after that baseline, which comes first among them."""
+    methods, baselines = set(methods), dict(baselines or {})
+    own = {baseline: sorted(m for m in methods if m not in baselines and m != baseline and m not in baselines.values())}
+    for other in sorted(set(baselines.values())):
+        own[other] = sorted(m for m, b in baselines.items() if b == other and m in methods)
+    order = []
+    for first, followers in own.items():
+        order += ([first] if first in methods else []) + followers
+    return order + sorted(methods - set(order))
+
+
+def baseline_of(method: str, baseline: str | None, baselines: Mapping[str, str] | None = None) -> str | None:
+    """The method ``method`` is compared with: its own in ``baselines``, else ``baseline``; None for a baseline."""
+    baselines = dict(baselines or {})
+    if method == baseline or method in baselines.values():
+        return None
+    return baselines.get(method, baseline)
 
 
 def summarise(frame: pd.DataFrame, baseline: str | None = "random_init", confidence: float = CONFIDENCE,
-              comparisons: Sequence[tuple[str, str]] = ()) -> pd.DataFrame:
+              comparisons: Sequence[tuple[str, str]] = (), baselines: Mapping[str, str] | None = None,
+              ) -> pd.DataFrame:
     """Long probe frame (``collect.probe_frame``) -> one row per (probe, column, method) with the columns of
     ``SUMMARY_COLUMNS``, unscaled. Probes and columns keep their order of appearance, methods ``method_order``.
 
@@ -83,7 +100,8 @@ def summarise(frame: pd.DataFrame, baseline: str | None = "random_init", confide
     filled for methods other than the baseline on a (probe, column) the baseline also has; otherwise empty
     (``""``, NaN, None). Each further ``(method, other)`` pair of ``comparisons`` (the context encoder against
     the autoencoder, say) adds a row right after the method's own, the same numbers with the difference from
-    ``other`` (:func:`primary_rows` leaves those out).
+    ``other`` (:func:`primary_rows` leaves those out). ``baselines`` gives some methods their own baseline
+    (:func:`baseline_of`): a method on another architecture against random weights of that architecture.
     """
     rows = []
     for probe in pd.unique(frame["probe"]):
@@ -95,13 +113,16 @@ def summarise(frame: pd.DataFrame, baseline: str | None = "random_init", confide
         for column in pd.unique(part["column"]):
             cell = part[part["column"] == column]
             by_method = {m: cell.loc[cell["method"] == m, "value"].tolist() for m in pd.unique(cell["method"])}
-            for method in method_order(by_method, baseline):
+            for method in method_order(by_method, baseline, baselines):
                 values = by_method[method]
-                row = {"probe": probe, **described, "layer": cell["layer"].iloc[0], "column": column,
+                # Each method's own protocol (encoders of two architectures differ in, say, BatchNorm handling).
+                protocol = _joined(part.loc[part["method"] == method, "protocol"])
+                row = {"probe": probe, **described, "protocol": protocol, "layer": cell["layer"].iloc[0], "column": column,
                        "method": method, "n": len(values), "mean": float(np.mean(values)),
                        "std": sample_std(values), "values": tuple(values), "baseline": "", "delta": math.nan,
                        "ci_low": math.nan, "ci_high": math.nan, "p_value": math.nan, "significant": None}
-                others = [baseline] if baseline in by_method and method != baseline else []
+                own = baseline_of(method, baseline, baselines)
+                others = [own] if own in by_method else []
                 others += [other for first, other in comparisons
                            if first == method and other in by_method and other not in (method, *others)]
                 if not others:
@@ -124,30 +145,46 @@ def _joined(column: pd.Series) -> str:
     return " / ".join(str(v) for v in pd.unique(column) if v)
 
 
-PRETEXT_SUMMARY_COLUMNS = ["method", "n", "steps_min", "steps_max", "pixels", "model_mean", "model_std",
-                           "fill_mean", "fill_std", "ratio", "on_training_images", "held_out"]
+PRETEXT_SUMMARY_COLUMNS = ["method", "n", "steps_min", "steps_max", "metric", "pixels", "model_mean", "model_std",
+                           "fill_mean", "fill_std", "ratio", "reference_label", "on_training_images", "held_out"]
+
+
+def mean_fill_referenced(summary: pd.DataFrame) -> bool:
+    """Whether every row of ``summarise_pretext``'s summary is an L2 beside the mean fill of the same pixels (the
+    built-in reconstructions), so that the values share one scale and one reference."""
+    labels = summary["reference_label"] if "reference_label" in summary else pd.Series(["mean fill"] * len(summary))
+    return bool(summary["fill_mean"].notna().all() and (labels == "mean fill").all())
 
 
 def summarise_pretext(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """Pretext frame (``collect.pretext_frame``) -> (one row per method with held-out metrics, sorted; the
-    methods left out because their records have none, e.g. random_init). ``ratio`` = mean model L2 / mean
-    mean-fill L2 (below 1: better than filling the pixels with the dataset mean). ``on_training_images``: some
-    seed of the method was evaluated on images it trained on (its L2 is no held-out score); ``held_out``: which
-    images its records say were held out ("" where none say)."""
+    """Pretext frame (``collect.pretext_frame``) -> (one row per method and held-out metric its records show,
+    methods sorted, metrics in their records' order; the methods left out because their records show none, e.g.
+    random_init). ``pixels`` is what the metric measures (its declared label), ``model_*`` its value over seeds,
+    ``fill_*`` the declared reference's (the mean fill of the same pixels; NaN without one) and ``ratio`` =
+    model mean / mean-fill mean (below 1: better than filling the pixels with the dataset mean; NaN without a
+    reference). ``on_training_images``: some seed of the method was evaluated on images it trained on (its value
+    is no held-out score); ``held_out``: which images its records say were held out ("" where none say)."""
     rows, without = [], []
     for method in sorted(pd.unique(frame["method"])):
-        part = frame[frame["method"] == method].dropna(subset=["model_l2"])
+        part = frame[frame["method"] == method].dropna(subset=["value"])
         if part.empty:
             without.append(method)
             continue
-        model, fill = part["model_l2"].tolist(), part["mean_fill_l2"].dropna().tolist()
-        fill_mean = float(np.mean(fill)) if fill else math.nan
-        rows.append({"method": method, "n": len(part), "steps_min": part["train_steps"].min(),
-                     "steps_max": part["train_steps"].max(), "pixels": _joined(part["pixels"]),
-                     "model_mean": float(np.mean(model)), "model_std": sample_std(model),
-                     "fill_mean": fill_mean, "fill_std": sample_std(fill),
-                     "ratio": float(np.mean(model)) / fill_mean if fill_mean else math.nan,
-                     "on_training_images": bool(part["on_training_images"].astype(bool).any())
-                     if "on_training_images" in part else False,
-                     "held_out": _joined(part["held_out"]) if "held_out" in part else ""})
+        for metric in pd.unique(part["metric"]):
+            rows.append({"method": method, **_pretext_metric_summary(part[part["metric"] == metric])})
     return pd.DataFrame(rows, columns=PRETEXT_SUMMARY_COLUMNS), without
+
+
+def _pretext_metric_summary(part: pd.DataFrame) -> dict[str, object]:
+    """The summary of one method's records of one held-out metric (``summarise_pretext``'s columns)."""
+    model, fill = part["value"].tolist(), part["mean_fill"].dropna().tolist()
+    model_mean = float(np.mean(model))
+    fill_mean = float(np.mean(fill)) if fill else math.nan
+    return {"n": len(part), "steps_min": part["train_steps"].min(), "steps_max": part["train_steps"].max(),
+            "metric": part["metric"].iloc[0], "pixels": _joined(part["pixels"]),
+            "model_mean": model_mean, "model_std": sample_std(model), "fill_mean": fill_mean,
+            "fill_std": sample_std(fill), "ratio": model_mean / fill_mean if fill_mean else math.nan,
+            "reference_label": _joined(part["reference_label"]) if "reference_label" in part else "mean fill",
+            "on_training_images": bool(part["on_training_images"].astype(bool).any())
+            if "on_training_images" in part else False,
+            "held_out": _joined(part["held_out"]) if "held_out" in part else ""}

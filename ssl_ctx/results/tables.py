@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import shlex
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -30,7 +30,7 @@ from ssl_ctx.results.collect import (
     trained_on_frame,
 )
 from ssl_ctx.results.records import git_commit
-from ssl_ctx.results.stats import method_order, primary_rows, summarise, summarise_pretext
+from ssl_ctx.results.stats import baseline_of, method_order, primary_rows, summarise, summarise_pretext
 
 DEFAULT_BASELINE = "random_init"
 # Written only when they apply; a rerun that no longer makes one removes the stale copy.
@@ -39,12 +39,14 @@ OPTIONAL_FIGURES = ("layers.png", "delta.png", "pretext.png")
 
 def table_invocation(runs_dir: str | Path, output: str | Path | None = None, paper: bool = False,
                      baseline: str | None = DEFAULT_BASELINE, overwrite: bool = False,
-                     comparisons: Sequence[tuple[str, str]] = ()) -> str:
+                     comparisons: Sequence[tuple[str, str]] = (), baselines: Mapping[str, str] | None = None) -> str:
     """The ``ssl-ctx table`` command line that makes these tables, for the provenance of a direct call."""
     parts = ["ssl-ctx", "table", str(runs_dir)]
     parts += ["-o", str(output)] if output else []
     parts += ["--paper"] if paper else []
     parts += ["--baseline", baseline or ""] if baseline != DEFAULT_BASELINE else []
+    for method, other in (baselines or {}).items():
+        parts += ["--baseline-of", f"{method}:{other}"]
     for method, other in comparisons:
         parts += ["--compare", f"{method}:{other}"]
     parts += ["--overwrite"] if overwrite else []
@@ -77,13 +79,21 @@ def provenance_line(command: str, runs_dir: Path, records: RecordSet, baseline: 
     return line + "."
 
 
-def architecture_notes(frame: pd.DataFrame) -> dict[str, list[str]]:
-    """For each probe whose rows read encoders of different architectures, the line that says so."""
+def architecture_notes(frame: pd.DataFrame, baseline: str | None = DEFAULT_BASELINE,
+                       baselines: Mapping[str, str] | None = None,
+                       comparisons: Sequence[tuple[str, str]] = ()) -> dict[str, list[str]]:
+    """For each probe where a difference the tables show is taken between encoders of different architectures, the
+    line that says so, naming those methods (a method against the random weights of its own architecture is no
+    such difference)."""
     notes = {}
     for probe, part in frame.groupby("probe", sort=False):
         described = {method: sorted({a for a in rows["architecture"] if a})
                      for method, rows in part.groupby("method", sort=True)}
-        note = render.architecture_note({method: found for method, found in described.items() if found})
+        pairs = [(method, baseline_of(method, baseline, baselines)) for method in described]
+        mixed = {name for pair in [*pairs, *comparisons] if all(m in described for m in pair)
+                 and described[pair[0]] and described[pair[1]] and described[pair[0]] != described[pair[1]]
+                 for name in pair}
+        note = render.architecture_note({method: found for method, found in described.items() if method in mixed})
         if note:
             notes[str(probe)] = [note]
     return notes
@@ -91,7 +101,8 @@ def architecture_notes(frame: pd.DataFrame) -> dict[str, list[str]]:
 
 def table_command(runs_dir: str | Path, output: str | Path | None = None, paper: bool = False,
                   baseline: str | None = DEFAULT_BASELINE, command: str | None = None,
-                  overwrite: bool = False, comparisons: Sequence[tuple[str, str]] = ()) -> pd.DataFrame:
+                  overwrite: bool = False, comparisons: Sequence[tuple[str, str]] = (),
+                  baselines: Mapping[str, str] | None = None) -> pd.DataFrame:
     """Write table.md, table.csv, table.tex, figure.png (+ layers.png for per-layer probes, delta.png when some
     method has a difference from the baseline or a compared method, pretext.png when there are pretext records)
     and provenance.json into ``output`` (default ``runs_dir/tables``), print the Markdown, and return the
@@ -100,7 +111,9 @@ def table_command(runs_dir: str | Path, output: str | Path | None = None, paper:
 
     ``command`` is the command line recorded as the tables' maker (default: the equivalent ``ssl-ctx table``).
     Existing tables are replaced only with ``overwrite``. ``comparisons``: further (method, other method) pairs
-    whose difference each probe table shows beside the differences from ``baseline``.
+    whose difference each probe table shows beside the differences from ``baseline``. ``baselines``: methods
+    compared with another baseline than ``baseline`` ({method: its baseline}; methods of another architecture
+    against random weights of their own).
     """
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
@@ -115,35 +128,40 @@ def table_command(runs_dir: str | Path, output: str | Path | None = None, paper:
         raise UserError(f"no probe records (record.json) under '{runs_dir}'; run `ssl-ctx bench` or `ssl-ctx probe` "
                         "first")
     command = command or table_invocation(runs_dir, output if output != runs_dir / "tables" else None, paper,
-                                          baseline, overwrite, comparisons)
+                                          baseline, overwrite, comparisons, baselines)
     comparisons = [tuple(pair) for pair in comparisons]
     methods_seen = set(frame["method"])
     if baseline and baseline != DEFAULT_BASELINE and baseline not in methods_seen:
         raise UserError(f"--baseline '{baseline}' is no method of the probe records under '{runs_dir}' (methods: "
                         f"{', '.join(sorted(methods_seen))}){suggest(baseline, methods_seen)}; pass one of them, "
                         f"or --baseline '' for no differences")
+    baselines = dict(baselines or {})
+    unknown = [f"{a}:{b}" for a, b in baselines.items() if b not in methods_seen]
+    if unknown:
+        raise UserError(f"--baseline-of {unknown[0]} names a baseline without probe records under '{runs_dir}' "
+                        f"(methods: {', '.join(sorted(methods_seen))}); pass METHOD:BASELINE with both among them")
     missing = [f"{a}:{b}" for a, b in comparisons if a not in methods_seen or b not in methods_seen]
     if missing:
         warn(f"comparison {missing[0]} names a method without probe records under '{runs_dir}' "
              f"(methods: {', '.join(sorted(methods_seen))}); it is left out of the tables")
-    summary = summarise(frame, baseline, comparisons=comparisons)
+    summary = summarise(frame, baseline, comparisons=comparisons, baselines=baselines)
     pretexts = pretext_frame(records)
     pretext = summarise_pretext(pretexts) if records.pretext else None
     history = history_frame(records)
     commit = git_commit()
     provenance = provenance_line(command, runs_dir, records, baseline, methods_seen, commit)
-    notes = architecture_notes(frame)
+    notes = architecture_notes(frame, baseline, baselines, comparisons)
     for note in dict.fromkeys(line for lines in notes.values() for line in lines):
         warn(note)
     caption = render.training_caption(trained_on_frame(records))
-    report = render.build_report(summary, provenance, baseline, pretext, paper, notes, caption)
+    report = render.build_report(summary, provenance, baseline, pretext, paper, notes, caption, baselines)
     markdown = render.to_markdown(report)
 
     output.mkdir(parents=True, exist_ok=True)
     write_text_atomic(output / "table.md", markdown)
     write_text_atomic(output / "table.tex", render.to_latex(report))
     atomic_write(output / "table.csv", lambda tmp: render.csv_frame(summary).to_csv(tmp, index=False))
-    methods = method_order(set(frame["method"]) | set(pretexts["method"]), baseline)
+    methods = method_order(set(frame["method"]) | set(pretexts["method"]), baseline, baselines)
     colors = figures.method_colors(methods)
     written = ["table.md", "table.csv", "table.tex", "figure.png"]
     shown = primary_rows(summary)  # the figures show each method once
@@ -163,7 +181,7 @@ def table_command(runs_dir: str | Path, output: str | Path | None = None, paper:
             (output / name).unlink(missing_ok=True)
     write_json_atomic(output / "provenance.json", {
         "command": command, "runs_dir": str(runs_dir), "made_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "git_commit": commit, "baseline": baseline, "caption": caption,
+        "git_commit": commit, "baseline": baseline, "baselines": baselines, "caption": caption,
         "comparisons": [list(pair) for pair in comparisons], "records": records.paths(),
         "skipped_unreadable": [str(p) for p in records.unreadable], "files": written})
     print(markdown)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from importlib.metadata import entry_points
+from importlib.metadata import entry_points, version
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +64,18 @@ def test_knn_reads_frozen_features_only():
         resolve_solver(ProbeConfig(task="knn", mode="finetune"))
     with pytest.raises(UserError, match="known: auto, knn"):
         resolve_solver(ProbeConfig(task="knn", solver="sgd"))
+
+
+@needs_install
+def test_knn_version_is_in_a_probe_records_settings_only(tmp_path):
+    from ssl_ctx.config import config_to_dict, load_config
+    from ssl_ctx.settings import settings_of
+
+    knn = config_to_dict(load_config(None, ["probe.task=knn", "probe.init=random"]))
+    assert settings_of(knn, kind="probe")["code.ssl-ctx-knn"] == version("ssl-ctx-knn")
+    assert "code.ssl-ctx-knn" not in settings_of(knn, kind="pretext")  # a pretext run does not run its probe
+    ridge = config_to_dict(load_config(None, ["probe.task=classification"]))
+    assert not [key for key in settings_of(ridge, kind="probe") if key.startswith("code.ssl-ctx-")]
 
 
 @needs_install

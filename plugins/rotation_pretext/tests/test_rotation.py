@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from importlib.metadata import entry_points
+from importlib.metadata import entry_points, version
 from pathlib import Path
 
 import pytest
@@ -12,6 +12,7 @@ import torch
 from ssl_ctx.config import load_config
 from ssl_ctx.pretext import DataInfo
 from ssl_ctx.registry import PRETEXT_METHODS
+from ssl_ctx.testing import check_pretext_method
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[2]
@@ -39,6 +40,23 @@ def test_rotation_learns_on_a_fixed_batch():
         first = first if first is not None else losses["loss"].item()
         last = losses["loss"].item()
     assert last < first * 0.7
+
+
+def test_rotation_keeps_the_method_contract(tmp_path):
+    import ssl_ctx_rotation  # noqa: F401  (registers the method even when not installed)
+
+    metrics = check_pretext_method("rotation", tmp_path)
+    assert {"loss", "accuracy", "eval_loss", "eval_accuracy"} <= set(metrics)
+
+
+@needs_install
+def test_rotation_version_is_in_the_settings_and_packages(tmp_path):
+    from ssl_ctx.results.records import read_record, write_record
+
+    config = load_config(None, [f"output_dir={tmp_path}", "name=run", "method.name=rotation"])
+    record = read_record(write_record(config.run_dir, "pretext", {}, config, 1.0, "cpu"))
+    installed_version = version("ssl-ctx-rotation")
+    assert record["settings"]["code.ssl-ctx-rotation"] == record["packages"]["ssl-ctx-rotation"] == installed_version
 
 
 @needs_install

@@ -145,8 +145,10 @@ def probe_tables(part: pd.DataFrame, baseline: str | None, paper: bool = False) 
         return [probe_table(part, baseline, paper)]
     tables = []
     for methods in groups:
-        table = probe_table(part[part["method"].isin(methods)], baseline, paper)
-        table.heading += f" ({table.header[2]}…{table.header[-1]})" if len(table.header) > 3 else ""
+        mine = part[part["method"].isin(methods)]
+        columns = list(pd.unique(mine["column"]))
+        table = probe_table(mine, baseline, paper)
+        table.heading += f" ({columns[0]}…{columns[-1]})" if len(columns) > 1 else f" ({columns[0]})"
         tables.append(table)
     return tables
 

@@ -54,8 +54,9 @@ def encoder_spec(name: str, model: Any = None) -> EncoderSpec:
     if name.startswith(TIMM_PREFIX):
         return EncoderSpec(name, dict(model.encoder_options or {}))
     if model.encoder_options:
+        takes = ", ".join(ENCODERS.info(name).get("options", ())) or "none"
         raise UserError(f"model.encoder_options {dict(model.encoder_options)} is for timm:<model> encoders; "
-                        f"'{name}' takes its settings from model.* ({', '.join(ENCODERS.info(name).get('options', ())) or 'none'})")
+                        f"'{name}' takes its settings from model.* ({takes})")
     values = dataclasses.asdict(model)
     return EncoderSpec(name, {key: values[key] for key in ENCODERS.info(name).get("options", ())})
 

@@ -32,8 +32,8 @@ class TimmEncoder(nn.Module):
 
     Forward: ``x (B, 3, H, W) -> dict`` with one ``(B, num_chs, H / reduction, W / reduction)`` map per
     ``feature_info`` entry, keyed by timm's module name with dots replaced by ``_`` (resnet18: ``act1 layer1
-    layer2 layer3 layer4``). ``input_size`` is the side the model is built for (a ViT's ``img_size``; else timm's default, 224 when it gives none),
-    ``out_channels`` the last map's channels and ``out_size`` its side at ``input_size``.
+    layer2 layer3 layer4``). ``input_size`` is the side the model is built for (a ViT's ``img_size``; else timm's
+    default, 224 when it gives none), ``out_channels`` the last map's channels and ``out_size`` its side at ``input_size``.
     """
 
     def __init__(self, model_name: str, pretrained: bool = False, **kwargs: Any) -> None:

@@ -250,7 +250,9 @@ def pretext_frame(records: RecordSet) -> pd.DataFrame:
                          "value": _nan_if_none(_number(metrics.get(metric["metric"]))),
                          "mean_fill": _nan_if_none(_number(metrics.get(reference)) if isinstance(reference, str)
                                                    else None),
-                         "reference_label": str(metric.get("reference_label") or "mean fill")})
+                         # HeldOutMetric's default: a reference declared without a label is the mean fill
+                         "reference_label": str(metric.get("reference_label")
+                                                or ("mean fill" if isinstance(reference, str) else ""))})
     return pd.DataFrame(rows, columns=PRETEXT_COLUMNS)
 
 

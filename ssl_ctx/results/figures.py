@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from ssl_ctx.results.render import KIND_PHRASE, PERCENT, TRAINING_IMAGES_MARK, l2_label
-from ssl_ctx.results.stats import CONFIDENCE, mean_fill_referenced
+from ssl_ctx.results.stats import CONFIDENCE, mean_fill_referenced, method_columns
 
 FONT = 9
 CAPTION_FONT = 8
@@ -71,14 +71,15 @@ def _kind(kind: str) -> str:
     return KIND_PHRASE.get(kind, kind) or "probe"
 
 
+RELATIVE_DEPTH = "relative depth (k-th of the encoder's n layers: k / n)"
+
+
 def relative_depths(part: pd.DataFrame) -> dict[str, dict[str, float]] | None:
     """Where encoders of different architectures share a panel (their methods read different layers), each
     method's layers at their relative depth k / n (the k-th of its n layers); None when every method reads the
     same layers (they keep their names on the axis)."""
-    columns = list(pd.unique(part["column"]))
-    layers = {m: [c for c in columns if c in set(part.loc[part["method"] == m, "column"])]
-              for m in pd.unique(part["method"])}
-    if len({tuple(found) for found in layers.values()}) <= 1:
+    layers = method_columns(part)
+    if len(set(layers.values())) <= 1:
         return None
     return {m: {c: (k + 1) / len(found) for k, c in enumerate(found)} for m, found in layers.items()}
 
@@ -88,9 +89,10 @@ def _depth_label(method: str, depths: dict[str, float]) -> str:
     return f"{method} ({names[0]}…{names[-1]})" if len(names) > 1 else method
 
 
-def _lines_per_method(ax, part: pd.DataFrame, colors: dict[str, str]) -> None:
+def _lines_per_method(ax, part: pd.DataFrame, colors: dict[str, str], named: str) -> None:
     """Score vs column (layer), one line per method with std error bars, slightly offset so bars do not hide;
-    against relative depth where the methods' encoders have different layers (:func:`relative_depths`)."""
+    against relative depth where the methods' encoders have different layers (:func:`relative_depths`). The x axis
+    is labelled ``named`` or, against relative depth, says so."""
     columns = list(pd.unique(part["column"]))
     methods = list(pd.unique(part["method"]))
     depths = relative_depths(part)
@@ -109,11 +111,8 @@ def _lines_per_method(ax, part: pd.DataFrame, colors: dict[str, str]) -> None:
         ax.set_xlim(0, 1.05)
     else:
         ax.set_xticks(range(len(columns)), columns)
+    ax.set_xlabel(RELATIVE_DEPTH if depths else named, fontsize=FONT)
     ax.legend(fontsize=8)
-
-
-def _layer_axis_label(part: pd.DataFrame, named: str) -> str:
-    return "relative depth (k-th of the encoder's n layers: k / n)" if relative_depths(part) else named
 
 
 def _bars_per_method(ax, part: pd.DataFrame, colors: dict[str, str]) -> None:
@@ -132,8 +131,7 @@ def probe_figure(summary: pd.DataFrame, path: Path, colors: dict[str, str], capt
         part = summary[summary["probe"] == probe]
         first = part.iloc[0]
         if part["column"].nunique() > 1:
-            _lines_per_method(ax, part, colors)
-            ax.set_xlabel(_layer_axis_label(part, "layer"), fontsize=FONT)
+            _lines_per_method(ax, part, colors, "layer")
         else:
             _bars_per_method(ax, part, colors)
         ax.set_title(f"{probe}\n{_kind(first['kind'])}, {first['metric']}", fontsize=FONT + 1)
@@ -162,9 +160,8 @@ def layer_figure(summary: pd.DataFrame, path: Path, colors: dict[str, str], capt
     for ax, probe in zip(axes, probes):
         part = summary[(summary["probe"] == probe) & (summary["layer"] != "")]
         first = part.iloc[0]
-        _lines_per_method(ax, part, colors)
+        _lines_per_method(ax, part, colors, "layer the probe reads")
         ax.set_title(f"{probe}: {first['metric']} per layer ({_kind(first['kind'])})", fontsize=FONT + 1)
-        ax.set_xlabel(_layer_axis_label(part, "layer the probe reads"), fontsize=FONT)
         ax.set_ylabel(f"{first['metric']} (%)", fontsize=FONT)
         ax.tick_params(labelsize=8)
         ax.grid(alpha=0.3)
@@ -308,7 +305,7 @@ def delta_figure(summary: pd.DataFrame, path: Path, colors: dict[str, str], capt
         ax.axhline(0, color="black", linewidth=0.8)
         if depths:
             ax.set_xlim(0, 1.05)
-            ax.set_xlabel(_layer_axis_label(part, "layer"), fontsize=FONT)
+            ax.set_xlabel(RELATIVE_DEPTH, fontsize=FONT)
             ax.legend(fontsize=7)
         elif layered:
             ax.set_xticks(range(len(columns)), columns)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from ssl_ctx.results.paper import PAPER_FEATURE_LEARNING, PAPER_TASK_NAMES
-from ssl_ctx.results.stats import CONFIDENCE, NO_TEST, mean_fill_referenced
+from ssl_ctx.results.stats import CONFIDENCE, NO_TEST, mean_fill_referenced, method_columns
 
 MINUS = "\u2212"  # the typographic minus; LaTeX gets "$-$"
 PERCENT = 100.0  # probe metrics are fractions in [0, 1]; tables show %
@@ -131,8 +131,7 @@ def layer_groups(part: pd.DataFrame) -> list[list[str]]:
     """One probe's methods grouped by the columns (layers) they have, in order of appearance: one group when every
     method reads the same layers, one per architecture when they differ (AlexNet's conv1-conv5, a ViT's blocks)."""
     groups: dict[tuple[str, ...], list[str]] = {}
-    for method in pd.unique(part["method"]):
-        columns = tuple(pd.unique(part.loc[part["method"] == method, "column"]))
+    for method, columns in method_columns(part).items():
         groups.setdefault(columns, []).append(method)
     return list(groups.values())
 
@@ -443,10 +442,11 @@ def build_report(summary: pd.DataFrame, provenance: str, baseline: str | None,
     (:func:`training_caption`), printed under the provenance; ``baselines``: the methods compared with a baseline
     of their own (named in the legend)."""
     has_baseline = bool(summary["baseline"].astype(bool).any())
-    probes = [table for p in pd.unique(summary["probe"]) for table in probe_tables(summary[summary["probe"] == p],
-                                                                                   baseline, paper)]
-    for table in probes:
-        table.notes += (notes or {}).get(table.heading.split(" (")[0], [])
+    probes = []
+    for probe in pd.unique(summary["probe"]):
+        for table in probe_tables(summary[summary["probe"] == probe], baseline, paper):
+            table.notes += (notes or {}).get(probe, [])
+            probes.append(table)
     extra = []
     if pretext is not None and (not pretext[0].empty or pretext[1]):
         extra.append(pretext_table(*pretext))

@@ -107,18 +107,18 @@ def summarise(frame: pd.DataFrame, baseline: str | None = "random_init", confide
     for probe in pd.unique(frame["probe"]):
         part = frame[frame["probe"] == probe]
         described = {
-            "task": _joined(part["task"]), "kind": _joined(part["kind"]), "protocol": _joined(part["protocol"]),
+            "task": _joined(part["task"]), "kind": _joined(part["kind"]),
             "metric": _joined(part["metric"]), "paper": _joined(part["paper"]) if "paper" in part else "",
         }
+        # Each method's own protocol (encoders of two architectures differ in, say, BatchNorm handling).
+        protocols = {m: _joined(rows["protocol"]) for m, rows in part.groupby("method", sort=False)}
         for column in pd.unique(part["column"]):
             cell = part[part["column"] == column]
             by_method = {m: cell.loc[cell["method"] == m, "value"].tolist() for m in pd.unique(cell["method"])}
             for method in method_order(by_method, baseline, baselines):
                 values = by_method[method]
-                # Each method's own protocol (encoders of two architectures differ in, say, BatchNorm handling).
-                protocol = _joined(part.loc[part["method"] == method, "protocol"])
-                row = {"probe": probe, **described, "protocol": protocol, "layer": cell["layer"].iloc[0], "column": column,
-                       "method": method, "n": len(values), "mean": float(np.mean(values)),
+                row = {"probe": probe, **described, "protocol": protocols[method], "layer": cell["layer"].iloc[0],
+                       "column": column, "method": method, "n": len(values), "mean": float(np.mean(values)),
                        "std": sample_std(values), "values": tuple(values), "baseline": "", "delta": math.nan,
                        "ci_low": math.nan, "ci_high": math.nan, "p_value": math.nan, "significant": None}
                 own = baseline_of(method, baseline, baselines)
@@ -133,6 +133,12 @@ def summarise(frame: pd.DataFrame, baseline: str | None = "random_init", confide
                                  "ci_high": comparison.ci_high, "p_value": comparison.p_value,
                                  "significant": comparison.significant})
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
+def method_columns(part: pd.DataFrame) -> dict[str, tuple[str, ...]]:
+    """Each method of one probe's rows (in order of appearance) with the columns (layers) it has, in order: the
+    same for every method unless their encoders' layers differ (AlexNet's conv1-conv5, a ViT's blocks)."""
+    return {method: tuple(pd.unique(rows["column"])) for method, rows in part.groupby("method", sort=False)}
 
 
 def primary_rows(summary: pd.DataFrame) -> pd.DataFrame:
@@ -152,8 +158,7 @@ PRETEXT_SUMMARY_COLUMNS = ["method", "n", "steps_min", "steps_max", "metric", "p
 def mean_fill_referenced(summary: pd.DataFrame) -> bool:
     """Whether every row of ``summarise_pretext``'s summary is an L2 beside the mean fill of the same pixels (the
     built-in reconstructions), so that the values share one scale and one reference."""
-    labels = summary["reference_label"] if "reference_label" in summary else pd.Series(["mean fill"] * len(summary))
-    return bool(summary["fill_mean"].notna().all() and (labels == "mean fill").all())
+    return bool(summary["fill_mean"].notna().all() and (summary["reference_label"] == "mean fill").all())
 
 
 def summarise_pretext(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
@@ -184,7 +189,7 @@ def _pretext_metric_summary(part: pd.DataFrame) -> dict[str, object]:
             "metric": part["metric"].iloc[0], "pixels": _joined(part["pixels"]),
             "model_mean": model_mean, "model_std": sample_std(model), "fill_mean": fill_mean,
             "fill_std": sample_std(fill), "ratio": model_mean / fill_mean if fill_mean else math.nan,
-            "reference_label": _joined(part["reference_label"]) if "reference_label" in part else "mean fill",
+            "reference_label": _joined(part["reference_label"]),
             "on_training_images": bool(part["on_training_images"].astype(bool).any())
             if "on_training_images" in part else False,
             "held_out": _joined(part["held_out"]) if "held_out" in part else ""}

@@ -89,10 +89,11 @@ def architecture_notes(frame: pd.DataFrame, baseline: str | None = DEFAULT_BASEL
     for probe, part in frame.groupby("probe", sort=False):
         described = {method: sorted({a for a in rows["architecture"] if a})
                      for method, rows in part.groupby("method", sort=True)}
-        pairs = [(method, baseline_of(method, baseline, baselines)) for method in described]
-        mixed = {name for pair in [*pairs, *comparisons] if all(m in described for m in pair)
-                 and described[pair[0]] and described[pair[1]] and described[pair[0]] != described[pair[1]]
-                 for name in pair}
+        def across_architectures(method: str, other: str | None) -> bool:
+            return bool(described.get(method) and described.get(other) and described[method] != described[other])
+
+        compared = [(method, baseline_of(method, baseline, baselines)) for method in described] + list(comparisons)
+        mixed = {name for pair in compared if across_architectures(*pair) for name in pair}
         note = render.architecture_note({method: found for method, found in described.items() if method in mixed})
         if note:
             notes[str(probe)] = [note]
